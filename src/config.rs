@@ -1,0 +1,245 @@
+//! Engine configuration, read once at cold start from the environment.
+//!
+//! Every variable is optional. A value that does not parse stops the cold start with a message
+//! naming the variable, rather than running with a silent default.
+
+use std::time::Duration;
+
+use crate::backoff::BackoffPolicy;
+use crate::message::TaskIdSource;
+use crate::sqs::{DEFAULT_MAX_MESSAGE_BYTES, QueueUrl};
+use crate::telemetry::MetricsSink;
+
+/// What a failure does to the rest of a FIFO batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FifoMode {
+    /// Report the rest of the failed record's message group failed; other groups go on.
+    #[default]
+    SkipGroup,
+    /// Report every later record of the batch failed.
+    StopBatch,
+}
+
+/// How the engine runs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The consumer's name: the metrics dimension (`MAILROOM_CONSUMER`, else the function name).
+    pub consumer: String,
+    /// Records processed at once (`MAILROOM_CONCURRENCY`, default 10).
+    pub concurrency: usize,
+    /// FIFO failure handling (`MAILROOM_FIFO_MODE`: `skip-group` or `stop-batch`).
+    pub fifo_mode: FifoMode,
+    /// Records are not started with less than this left before the Lambda deadline
+    /// (`MAILROOM_DEADLINE_MARGIN_MS`, default 2000).
+    pub deadline_margin: Duration,
+    /// Backoff for retries (`MAILROOM_BACKOFF_BASE_SECS`, `MAILROOM_BACKOFF_MAX_SECS`;
+    /// `MAILROOM_BACKOFF=off` leaves visibility to the queue).
+    pub backoff: Option<BackoffPolicy>,
+    /// The DLQ for poison (`MAILROOM_DLQ_URL`); default: the source queue's RedrivePolicy.
+    pub dlq_url: Option<QueueUrl>,
+    /// Where the task id comes from (`MAILROOM_TASK_ID`).
+    pub task_id: TaskIdSource,
+    /// SQS's message size limit (`MAILROOM_MAX_MESSAGE_BYTES`, default 262144).
+    pub max_message_bytes: usize,
+    /// The CloudWatch namespace (`MAILROOM_METRICS_NAMESPACE`, default `Mailroom`).
+    pub namespace: String,
+    /// Where EMF lines go.
+    pub metrics: MetricsSink,
+    /// A fixed jitter seed, for reproducible tests. Unset in production.
+    pub jitter_seed: Option<u64>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            consumer: "consumer".to_owned(),
+            concurrency: 10,
+            fifo_mode: FifoMode::SkipGroup,
+            deadline_margin: Duration::from_secs(2),
+            backoff: Some(BackoffPolicy::default()),
+            dlq_url: None,
+            task_id: TaskIdSource::default(),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            namespace: "Mailroom".to_owned(),
+            metrics: MetricsSink::Stdout,
+            jitter_seed: None,
+        }
+    }
+}
+
+/// A configuration variable that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}={value:?}: {problem}")]
+pub struct ConfigError {
+    /// The variable.
+    pub variable: &'static str,
+    /// Its value.
+    pub value: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl EngineConfig {
+    /// Reads the configuration from the process environment.
+    ///
+    /// # Errors
+    /// When a variable is set but does not parse.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads the configuration through `get`, so tests need not touch the process environment.
+    ///
+    /// # Errors
+    /// When a variable is set but does not parse.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let parse = |variable: &'static str| -> Result<Option<u64>, ConfigError> {
+            get(variable)
+                .map(|value| {
+                    value.trim().parse::<u64>().map_err(|e| ConfigError {
+                        variable,
+                        problem: format!("expected a whole number: {e}"),
+                        value,
+                    })
+                })
+                .transpose()
+        };
+        let consumer = get("MAILROOM_CONSUMER")
+            .or_else(|| get("AWS_LAMBDA_FUNCTION_NAME"))
+            .unwrap_or(d.consumer);
+        let concurrency = match parse("MAILROOM_CONCURRENCY")? {
+            Some(0) => {
+                return Err(ConfigError {
+                    variable: "MAILROOM_CONCURRENCY",
+                    value: "0".into(),
+                    problem: "must be at least 1".into(),
+                });
+            }
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            None => d.concurrency,
+        };
+        let fifo_mode = match get("MAILROOM_FIFO_MODE").as_deref() {
+            None | Some("skip-group") => FifoMode::SkipGroup,
+            Some("stop-batch") => FifoMode::StopBatch,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "MAILROOM_FIFO_MODE",
+                    value: other.into(),
+                    problem: "expected `skip-group` or `stop-batch`".into(),
+                });
+            }
+        };
+        let deadline_margin =
+            parse("MAILROOM_DEADLINE_MARGIN_MS")?.map_or(d.deadline_margin, Duration::from_millis);
+        let backoff = if get("MAILROOM_BACKOFF").is_some_and(|v| v.eq_ignore_ascii_case("off")) {
+            None
+        } else {
+            let base = parse("MAILROOM_BACKOFF_BASE_SECS")?.map_or(2, |v| v);
+            let cap = parse("MAILROOM_BACKOFF_MAX_SECS")?.map_or(900, |v| v);
+            Some(BackoffPolicy::new(
+                Duration::from_secs(base),
+                Duration::from_secs(cap),
+            ))
+        };
+        let dlq_url = get("MAILROOM_DLQ_URL")
+            .filter(|v| !v.is_empty())
+            .map(|value| {
+                value.parse().map_err(|problem| ConfigError {
+                    variable: "MAILROOM_DLQ_URL",
+                    value,
+                    problem,
+                })
+            })
+            .transpose()?;
+        let task_id = get("MAILROOM_TASK_ID")
+            .map(|value| {
+                value.parse().map_err(|problem| ConfigError {
+                    variable: "MAILROOM_TASK_ID",
+                    value,
+                    problem,
+                })
+            })
+            .transpose()?
+            .unwrap_or_default();
+        let max_message_bytes = parse("MAILROOM_MAX_MESSAGE_BYTES")?
+            .map_or(d.max_message_bytes, |v| {
+                usize::try_from(v).unwrap_or(usize::MAX)
+            });
+        let namespace = get("MAILROOM_METRICS_NAMESPACE").unwrap_or(d.namespace);
+        Ok(Self {
+            consumer,
+            concurrency,
+            fifo_mode,
+            deadline_margin,
+            backoff,
+            dlq_url,
+            task_id,
+            max_message_bytes,
+            namespace,
+            metrics: MetricsSink::Stdout,
+            jitter_seed: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<EngineConfig, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        EngineConfig::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn empty_environment_gives_the_documented_defaults() {
+        let c = from(&[]).expect("defaults parse");
+        assert_eq!(c.concurrency, 10);
+        assert_eq!(c.fifo_mode, FifoMode::SkipGroup);
+        assert_eq!(c.deadline_margin, Duration::from_secs(2));
+        assert_eq!(c.backoff, Some(BackoffPolicy::default()));
+        assert_eq!(c.task_id, TaskIdSource::SnsMessageId);
+    }
+
+    #[test]
+    fn every_setting_is_read() {
+        let c = from(&[
+            ("AWS_LAMBDA_FUNCTION_NAME", "orders-fn"),
+            ("MAILROOM_CONCURRENCY", "4"),
+            ("MAILROOM_FIFO_MODE", "stop-batch"),
+            ("MAILROOM_DEADLINE_MARGIN_MS", "500"),
+            ("MAILROOM_BACKOFF", "off"),
+            (
+                "MAILROOM_DLQ_URL",
+                "https://sqs.us-east-1.amazonaws.com/1/dlq",
+            ),
+            ("MAILROOM_TASK_ID", "attribute:task_id"),
+        ])
+        .expect("valid");
+        assert_eq!(c.consumer, "orders-fn");
+        assert_eq!(c.concurrency, 4);
+        assert_eq!(c.fifo_mode, FifoMode::StopBatch);
+        assert_eq!(c.deadline_margin, Duration::from_millis(500));
+        assert_eq!(c.backoff, None);
+        assert!(c.dlq_url.is_some());
+        assert_eq!(c.task_id, TaskIdSource::Attribute("task_id".into()));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let e = from(&[("MAILROOM_CONCURRENCY", "many")]).expect_err("not a number");
+        assert!(
+            e.to_string().starts_with("MAILROOM_CONCURRENCY=\"many\""),
+            "{e}"
+        );
+        assert!(from(&[("MAILROOM_CONCURRENCY", "0")]).is_err());
+        assert!(from(&[("MAILROOM_FIFO_MODE", "yolo")]).is_err());
+        assert!(from(&[("MAILROOM_DLQ_URL", "dlq")]).is_err());
+        assert!(from(&[("MAILROOM_TASK_ID", "header")]).is_err());
+    }
+}

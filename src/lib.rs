@@ -1,0 +1,74 @@
+//! Mailroom: reliable asynchronous work on AWS with Rust.
+//!
+//! A producer publishes to SNS; SNS fans out to one SQS queue per consumer; each consumer is a
+//! Lambda function built on this crate's batch [`Engine`]. A consumer is one async function:
+//!
+//! ```no_run
+//! use mailroom::{Failure, Message};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct OrderPlaced { order_id: String, amount_cents: u64 }
+//!
+//! async fn handle(msg: Message<OrderPlaced>) -> Result<(), Failure> {
+//!     if msg.payload.amount_cents == 0 {
+//!         return Err(Failure::poison("amount must be positive"));
+//!     }
+//!     tracing::info!(order_id = %msg.payload.order_id, "order processed");
+//!     Ok(())
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), lambda_runtime::Error> {
+//!     mailroom::run(handle).await
+//! }
+//! ```
+//!
+//! The engine decodes each record on its own (raw body or SNS envelope), runs the consumer with
+//! bounded concurrency and panic isolation, keeps FIFO order per message group, moves poison to
+//! the DLQ with its reason, sets exponential backoff on retries, and returns a partial batch
+//! response naming exactly the records to retry.
+
+pub mod backoff;
+pub mod config;
+pub mod engine;
+pub mod local;
+pub mod message;
+pub mod outcome;
+pub mod poison;
+pub mod sqs;
+pub mod telemetry;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
+
+use std::future::Future;
+
+pub use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+pub use config::{EngineConfig, FifoMode};
+pub use engine::{BatchReport, Cause, Deadline, Engine, Outcome};
+pub use message::Message;
+pub use outcome::{Backoff, Failure};
+pub use sqs::{QueuePort, SqsQueues};
+
+/// Runs a consumer as a Lambda function: tracing, configuration from the environment, one SQS
+/// client, then the Lambda runtime loop. Everything is set up once, at cold start.
+///
+/// # Errors
+/// When the configuration does not parse, or the runtime loop fails.
+pub async fn run<T, F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
+where
+    T: serde::de::DeserializeOwned,
+    F: Fn(Message<T>) -> Fut,
+    Fut: Future<Output = Result<(), Failure>>,
+{
+    telemetry::init();
+    let config = EngineConfig::from_env()?;
+    let aws = aws_config::load_from_env().await;
+    let engine = Engine::new(config, SqsQueues::new(aws_sdk_sqs::Client::new(&aws)));
+    let (engine, handler) = (&engine, &handler);
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<SqsEvent>| async move {
+            engine.handle(event, handler).await
+        },
+    ))
+    .await
+}

@@ -1,0 +1,129 @@
+//! What a consumer returns for one record: success, or a [`Failure`] that says how to retry.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Why a record did not succeed, and what the engine should do about it.
+///
+/// Any `std::error::Error` converts into a retry, so `?` works in consumers; return
+/// [`Failure::poison`] for input that will never succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub(crate) kind: FailureKind,
+    pub(crate) reason: String,
+}
+
+/// The two kinds of failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Transient: report the record failed so SQS delivers it again, after `Backoff`.
+    Retry(Backoff),
+    /// Permanent: the engine moves the record to the DLQ with its reason.
+    Poison,
+}
+
+/// When a retried record should become visible again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backoff {
+    /// The engine's exponential, full-jitter policy, from the receive count.
+    Policy,
+    /// After this delay (for example an HTTP `Retry-After`), capped below SQS's limit.
+    After(Duration),
+    /// Leave the visibility timeout the queue gave the message.
+    QueueDefault,
+}
+
+impl Failure {
+    /// A transient failure, retried after the engine's backoff policy.
+    pub fn retry(reason: impl fmt::Display) -> Self {
+        Self {
+            kind: FailureKind::Retry(Backoff::Policy),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A transient failure, retried after `delay`.
+    pub fn retry_after(reason: impl fmt::Display, delay: Duration) -> Self {
+        Self {
+            kind: FailureKind::Retry(Backoff::After(delay)),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A permanent failure: the message goes to the DLQ now, carrying `reason`.
+    pub fn poison(reason: impl fmt::Display) -> Self {
+        Self {
+            kind: FailureKind::Poison,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The same failure, retried when the queue's visibility timeout ends, without backoff.
+    #[must_use]
+    pub fn without_backoff(mut self) -> Self {
+        if let FailureKind::Retry(_) = self.kind {
+            self.kind = FailureKind::Retry(Backoff::QueueDefault);
+        }
+        self
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> FailureKind {
+        self.kind
+    }
+
+    /// The reason, as logged and as attached to the message.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            FailureKind::Retry(_) => write!(f, "retry: {}", self.reason),
+            FailureKind::Poison => write!(f, "poison: {}", self.reason),
+        }
+    }
+}
+
+/// Unknown errors are treated as transient: a retry is safe, and redrive catches the rest.
+impl<E: std::error::Error> From<E> for Failure {
+    fn from(err: E) -> Self {
+        let mut reason = err.to_string();
+        let mut source = err.source();
+        while let Some(s) = source {
+            reason.push_str(": ");
+            reason.push_str(&s.to_string());
+            source = s.source();
+        }
+        Self::retry(reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn question_mark_on_an_error_is_a_retry_with_the_whole_chain() {
+        fn parse(s: &str) -> Result<u32, Failure> {
+            Ok(s.parse::<u32>()?)
+        }
+        let f = parse("x").expect_err("not a number");
+        assert_eq!(f.kind(), FailureKind::Retry(Backoff::Policy));
+        assert!(f.reason().contains("invalid digit"), "{f}");
+    }
+
+    #[test]
+    fn without_backoff_keeps_poison_as_poison() {
+        assert_eq!(
+            Failure::poison("bad").without_backoff().kind(),
+            FailureKind::Poison
+        );
+        assert_eq!(
+            Failure::retry("busy").without_backoff().kind(),
+            FailureKind::Retry(Backoff::QueueDefault)
+        );
+    }
+}
