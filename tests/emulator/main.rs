@@ -1,1 +1,24 @@
+//! Integration tests against the AWS emulator (moto server on 127.0.0.1): one binary, shared
+//! helpers, as in zero2prod's `tests/api`.
 
+mod backoff;
+mod fanout;
+mod helpers;
+mod poison;
+mod poller;
+mod redrive;
+
+/// The payload the tests publish.
+#[derive(Debug, serde::Deserialize, serde::Serialize, Clone, PartialEq, Eq)]
+pub(crate) struct Order {
+    pub(crate) order_id: String,
+    pub(crate) amount_cents: u64,
+}
+
+pub(crate) fn order_json(id: &str, amount: u64) -> String {
+    serde_json::to_string(&Order {
+        order_id: id.to_owned(),
+        amount_cents: amount,
+    })
+    .expect("serialises")
+}

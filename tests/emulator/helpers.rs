@@ -1,0 +1,300 @@
+//! The test bed: one moto server per test binary on 127.0.0.1, SDK clients pointed at it, and
+//! queue helpers. Tests isolate by unique resource names, so they run in parallel on one server.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::config::{Credentials, Region};
+use aws_sdk_sqs::types::QueueAttributeName;
+use mailroom::local::EventSource;
+use mailroom::sqs::{QueueArn, QueueUrl};
+use mailroom::telemetry::MetricsSink;
+use mailroom::{Engine, EngineConfig, SqsQueues};
+use serde_json::Value;
+
+pub(crate) const REGION: &str = "us-east-1";
+
+struct Moto {
+    endpoint: String,
+    // Held open for the life of the test binary; moto exits when it closes.
+    _child: Mutex<Child>,
+}
+
+/// The emulator's endpoint: `MAILROOM_TEST_ENDPOINT` if set, else a moto server started once.
+pub(crate) fn endpoint() -> &'static str {
+    static EXTERNAL: OnceLock<Option<String>> = OnceLock::new();
+    if let Some(e) = EXTERNAL.get_or_init(|| std::env::var("MAILROOM_TEST_ENDPOINT").ok()) {
+        return e;
+    }
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    &MOTO.get_or_init(start_moto).endpoint
+}
+
+fn venv_python() -> PathBuf {
+    let venv = std::env::var_os("MAILROOM_VENV").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"),
+        PathBuf::from,
+    );
+    venv.join("bin").join("python")
+}
+
+fn start_moto() -> Moto {
+    let python = venv_python();
+    assert!(
+        python.exists(),
+        "{} not found: run `scripts/setup.sh` first (it creates the venv with moto)",
+        python.display()
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/emulator/moto_server.py");
+    let child = Command::new(python)
+        .arg(script)
+        .arg(port.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto server starts");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while !ready(port) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "moto did not answer on {endpoint} within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Moto {
+        endpoint,
+        _child: Mutex::new(child),
+    }
+}
+
+fn ready(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let req = "GET /moto-api/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let mut head = [0u8; 12];
+    s.write_all(req.as_bytes()).is_ok()
+        && s.read_exact(&mut head).is_ok()
+        && head.starts_with(b"HTTP/1.1 200")
+}
+
+/// A unique suffix per call, so parallel tests never share a queue.
+pub(crate) fn unique(stem: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{stem}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub(crate) struct TestBed {
+    pub(crate) sqs: aws_sdk_sqs::Client,
+    pub(crate) sns: aws_sdk_sns::Client,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Queue {
+    pub(crate) url: QueueUrl,
+    pub(crate) arn: QueueArn,
+}
+
+impl TestBed {
+    pub(crate) async fn new() -> Self {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(endpoint())
+            .region(Region::new(REGION))
+            .credentials_provider(Credentials::new(
+                "testing",
+                "testing",
+                None,
+                None,
+                "mailroom-tests",
+            ))
+            .load()
+            .await;
+        Self {
+            sqs: aws_sdk_sqs::Client::new(&config),
+            sns: aws_sdk_sns::Client::new(&config),
+        }
+    }
+
+    /// Creates a queue with the given attributes.
+    pub(crate) async fn queue(
+        &self,
+        name: &str,
+        attributes: &[(QueueAttributeName, String)],
+    ) -> Queue {
+        let mut req = self.sqs.create_queue().queue_name(name);
+        for (k, v) in attributes {
+            req = req.attributes(k.clone(), v);
+        }
+        let url = req
+            .send()
+            .await
+            .expect("CreateQueue")
+            .queue_url
+            .expect("url");
+        let arn = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("GetQueueAttributes")
+            .attributes
+            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+            .expect("QueueArn");
+        Queue {
+            url: url.parse().expect("queue url"),
+            arn: arn.parse().expect("queue arn"),
+        }
+    }
+
+    /// A source queue and its DLQ, with a RedrivePolicy.
+    pub(crate) async fn queue_with_dlq(
+        &self,
+        stem: &str,
+        max_receive: u32,
+        visibility_secs: u32,
+    ) -> (Queue, Queue) {
+        let fifo = stem.ends_with(".fifo");
+        let base = stem.trim_end_matches(".fifo");
+        let suffix = if fifo { ".fifo" } else { "" };
+        let mut attrs = Vec::new();
+        if fifo {
+            attrs.push((QueueAttributeName::FifoQueue, "true".to_owned()));
+        }
+        let dlq = self
+            .queue(
+                &format!("{}{suffix}", unique(&format!("{base}-dlq"))),
+                &attrs,
+            )
+            .await;
+        attrs.push((
+            QueueAttributeName::VisibilityTimeout,
+            visibility_secs.to_string(),
+        ));
+        attrs.push((
+            QueueAttributeName::RedrivePolicy,
+            serde_json::json!({"deadLetterTargetArn": dlq.arn.as_str(), "maxReceiveCount": max_receive}).to_string(),
+        ));
+        let source = self
+            .queue(&format!("{}{suffix}", unique(base)), &attrs)
+            .await;
+        (source, dlq)
+    }
+
+    /// An engine against the emulator, with captured metrics and a fixed jitter seed.
+    pub(crate) fn engine(
+        &self,
+        tweak: impl FnOnce(&mut EngineConfig),
+    ) -> (Engine<SqsQueues>, Arc<Mutex<Vec<Value>>>) {
+        let (sink, metrics) = MetricsSink::capture();
+        let mut config = EngineConfig {
+            consumer: "emulator-test".into(),
+            metrics: sink,
+            jitter_seed: Some(7),
+            ..EngineConfig::default()
+        };
+        tweak(&mut config);
+        (
+            Engine::new(config, SqsQueues::new(self.sqs.clone())),
+            metrics,
+        )
+    }
+
+    /// Lambda's event source mapping over `queue`.
+    pub(crate) fn event_source(&self, queue: &Queue) -> EventSource {
+        EventSource::new(
+            self.sqs.clone(),
+            queue.url.clone(),
+            queue.arn.clone(),
+            REGION,
+        )
+    }
+
+    /// (visible, in flight) message counts.
+    pub(crate) async fn depth(&self, queue: &Queue) -> (u64, u64) {
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue.url.as_str())
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("GetQueueAttributes")
+            .attributes
+            .expect("attributes");
+        let n = |k: &QueueAttributeName| attrs.get(k).and_then(|v| v.parse().ok()).expect("count");
+        (
+            n(&QueueAttributeName::ApproximateNumberOfMessages),
+            n(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+
+    /// Receives everything visible now (up to `max`), with all attributes, without deleting.
+    pub(crate) async fn drain_visible(
+        &self,
+        queue: &Queue,
+        max: usize,
+    ) -> Vec<aws_sdk_sqs::types::Message> {
+        let mut out = Vec::new();
+        loop {
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(queue.url.as_str())
+                .max_number_of_messages(10)
+                .message_attribute_names("All")
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                .visibility_timeout(60)
+                .send()
+                .await
+                .expect("ReceiveMessage")
+                .messages
+                .unwrap_or_default();
+            if got.is_empty() || out.len() >= max {
+                return out;
+            }
+            out.extend(got);
+        }
+    }
+
+    /// Sends a plain message with string attributes; returns its message id.
+    pub(crate) async fn send(&self, queue: &Queue, body: &str, attrs: &[(&str, &str)]) -> String {
+        let mut req = self
+            .sqs
+            .send_message()
+            .queue_url(queue.url.as_str())
+            .message_body(body);
+        for (k, v) in attrs {
+            req = req.message_attributes(
+                *k,
+                aws_sdk_sqs::types::MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(*v)
+                    .build()
+                    .expect("attribute"),
+            );
+        }
+        req.send()
+            .await
+            .expect("SendMessage")
+            .message_id
+            .expect("id")
+    }
+}
