@@ -1,1 +1,217 @@
-fn main() {}
+//! The engine end to end against the pure-parse limit.
+//!
+//! * engine: event bytes → `SqsEvent` → engine (decode each SNS envelope and payload, run the
+//!   consumer, poison ~5% to a no-op SQS port, EMF document) → response bytes.
+//! * parse: serde_json parsing the same bytes into the same three levels (SqsEvent → envelope →
+//!   payload), and nothing else: the floor no engine can beat.
+//!
+//! After criterion's own report it prints the ratio engine / parse at 10, 100 and 1000 records
+//! (median of criterion's samples). Target: at most 1.25×.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion};
+use mailroom::sqs::FakeQueues;
+use mailroom::telemetry::MetricsSink;
+use mailroom::{Deadline, Engine, EngineConfig, Failure, Message, SqsEvent};
+use serde::Deserialize;
+
+const SIZES: [usize; 3] = [10, 100, 1000];
+
+#[derive(Debug, Deserialize)]
+#[allow(dead_code, reason = "fields are parsed, as a consumer's would be")]
+struct Order {
+    order_id: String,
+    amount_cents: u64,
+    customer: String,
+}
+
+/// The envelope fields a consumer needs, parsed the plain serde way.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(dead_code, reason = "fields are parsed, as the engine parses them")]
+struct Envelope {
+    message_id: String,
+    topic_arn: String,
+    message: String,
+    timestamp: String,
+    #[serde(default)]
+    message_attributes: HashMap<String, Attr>,
+}
+
+#[derive(Debug, Deserialize)]
+#[allow(dead_code, reason = "fields are parsed")]
+struct Attr {
+    #[serde(rename = "Type")]
+    data_type: String,
+    #[serde(rename = "Value")]
+    value: String,
+}
+
+/// An SNS-enveloped batch of `n` records, every 20th one poison (amount 0).
+fn event_bytes(n: usize) -> Vec<u8> {
+    let records: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            let payload = serde_json::json!({
+                "order_id": format!("o-{i}"),
+                "amount_cents": if i % 20 == 7 { 0 } else { 1000 + i },
+                "customer": "c-42",
+            });
+            let envelope = serde_json::json!({
+                "Type": "Notification",
+                "MessageId": format!("6f1c3b7e-0d5a-5b8e-9a41-{i:012}"),
+                "TopicArn": "arn:aws:sns:us-east-1:123456789012:mailroom-events",
+                "Message": payload.to_string(),
+                "Timestamp": "2026-01-01T00:00:00.000Z",
+                "SignatureVersion": "1",
+                "Signature": "EXAMPLEpH+DcEwjAPg8O9mY8dReBSwksfg2S7WKQcikcNKWLQjwu6A4VbeS0QHVCkhRS7fUQvi2egU3N858fiTDN6bkkOxYDVrY0Ad8L10Hs3zH81mtnPk5uvvolIC1CXGu43obcgFxeL3khZl8IKvO61GWB6jI9b5+gLPoBc1Q=",
+                "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000000000000000000000.pem",
+                "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=arn:aws:sns:us-east-1:123456789012:mailroom-events:0000",
+                "MessageAttributes": {"kind": {"Type": "String", "Value": "order.placed"}},
+            });
+            serde_json::json!({
+                "messageId": format!("0e7a3c1b-0000-4b7e-9f3a-{i:012}"),
+                "receiptHandle": format!("AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a{i:08}Mailroom=="),
+                "body": envelope.to_string(),
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1767225600000",
+                    "SenderId": "AIDAIENQZJOLO23YVJ4VO",
+                    "ApproximateFirstReceiveTimestamp": "1767225600003",
+                },
+                "messageAttributes": {},
+                "md5OfBody": "c25dbfcf66128494ec9d8f6fa8c38eb0",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:mailroom-example",
+                "awsRegion": "us-east-1",
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "Records": records })).expect("serialises")
+}
+
+async fn consumer(m: Message<Order>) -> Result<(), Failure> {
+    if m.payload.amount_cents == 0 {
+        return Err(Failure::poison("amount must be positive"));
+    }
+    black_box(&m.payload);
+    Ok(())
+}
+
+fn pure_parse(bytes: &[u8]) -> usize {
+    let event: SqsEvent = serde_json::from_slice(bytes).expect("event");
+    let mut n = 0;
+    for r in &event.records {
+        let env: Envelope =
+            serde_json::from_str(r.body.as_deref().expect("body")).expect("envelope");
+        let order: Order = serde_json::from_str(&env.message).expect("payload");
+        black_box((&env, &order));
+        n += 1;
+    }
+    n
+}
+
+static SAMPLES: Mutex<Vec<(&str, usize, f64)>> = Mutex::new(Vec::new());
+
+fn record(kind: &'static str, n: usize, iters: u64, took: Duration) {
+    #[allow(clippy::cast_precision_loss, reason = "iteration counts are small")]
+    let per_iter = took.as_secs_f64() / iters as f64;
+    SAMPLES.lock().expect("lock").push((kind, n, per_iter));
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let engine = Engine::new(
+        EngineConfig {
+            consumer: "bench".into(),
+            metrics: MetricsSink::Discard,
+            ..EngineConfig::default()
+        },
+        FakeQueues::discarding(),
+    );
+    let mut group = c.benchmark_group("engine_vs_parse");
+    for n in SIZES {
+        let bytes = event_bytes(n);
+        group.throughput(criterion::Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::new("parse", n), &bytes, |b, bytes| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(pure_parse(black_box(bytes)));
+                }
+                let took = start.elapsed();
+                record("parse", n, iters, took);
+                took
+            });
+        });
+        group.bench_with_input(BenchmarkId::new("engine", n), &bytes, |b, bytes| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let out = rt.block_on(async {
+                        let event: SqsEvent =
+                            serde_json::from_slice(black_box(bytes)).expect("event");
+                        let report = engine
+                            .process(event, Deadline::none(), consumer)
+                            .await
+                            .expect("response");
+                        serde_json::to_vec(&report.response).expect("response bytes")
+                    });
+                    black_box(out);
+                }
+                let took = start.elapsed();
+                record("engine", n, iters, took);
+                took
+            });
+        });
+    }
+    group.finish();
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn print_ratios() {
+    let samples = SAMPLES.lock().expect("lock").clone();
+    println!("\nengine / pure-parse (median of samples; target <= 1.25x)");
+    for n in SIZES {
+        let of = |kind: &str| -> Vec<f64> {
+            samples
+                .iter()
+                .filter(|(k, m, _)| *k == kind && *m == n)
+                .map(|s| s.2)
+                .collect()
+        };
+        let (engine, parse) = (of("engine"), of("parse"));
+        if engine.len() < 10 || parse.len() < 10 {
+            println!(
+                "  {n:>5} records: too few samples (test mode); run `cargo bench` for figures"
+            );
+            continue;
+        }
+        let (e, p) = (median(engine), median(parse));
+        #[allow(clippy::cast_precision_loss, reason = "record counts are small")]
+        let per_record = |t: f64| t * 1e9 / n as f64;
+        println!(
+            "  {n:>5} records: engine {:>8.0} ns/record, parse {:>8.0} ns/record, ratio {:.3}x",
+            per_record(e),
+            per_record(p),
+            e / p
+        );
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    bench(&mut c);
+    c.final_summary();
+    print_ratios();
+}

@@ -66,8 +66,12 @@ where
     let engine = Engine::new(config, SqsQueues::new(aws_sdk_sqs::Client::new(&aws)));
     let (engine, handler) = (&engine, &handler);
     lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: lambda_runtime::LambdaEvent<SqsEvent>| async move {
-            engine.handle(event, handler).await
+        move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
+            // Boxed once per invocation: it keeps the future's type shallow, so consumers
+            // never need a `recursion_limit` attribute.
+            let invocation: std::pin::Pin<Box<dyn Future<Output = _>>> =
+                Box::pin(engine.handle(event, handler));
+            invocation
         },
     ))
     .await

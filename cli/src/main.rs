@@ -1,1 +1,31 @@
-fn main() {}
+//! `mailroom`: the operator's and developer's command.
+
+mod demo;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mailroom",
+    version,
+    about = "Reliable asynchronous work on AWS with Rust"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the pipeline locally on the AWS emulator: publishes the sample events from
+    /// `events/` through SNS to the example consumer and reports what happened.
+    Demo(demo::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Demo(args) => demo::run(args).await,
+    }
+}

@@ -1,17 +1,13 @@
 //! The test bed: one moto server per test binary on 127.0.0.1, SDK clients pointed at it, and
 //! queue helpers. Tests isolate by unique resource names, so they run in parallel on one server.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::config::{Credentials, Region};
 use aws_sdk_sqs::types::QueueAttributeName;
-use mailroom::local::EventSource;
+use mailroom::local::{EventSource, Moto};
 use mailroom::sqs::{QueueArn, QueueUrl};
 use mailroom::telemetry::MetricsSink;
 use mailroom::{Engine, EngineConfig, SqsQueues};
@@ -19,74 +15,18 @@ use serde_json::Value;
 
 pub(crate) const REGION: &str = "us-east-1";
 
-struct Moto {
-    endpoint: String,
-    // Held open for the life of the test binary; moto exits when it closes.
-    _child: Mutex<Child>,
-}
-
-/// The emulator's endpoint: `MAILROOM_TEST_ENDPOINT` if set, else a moto server started once.
+/// The emulator's endpoint: `MAILROOM_TEST_ENDPOINT` if set, else a moto server started once
+/// for this test binary (it exits with the binary).
 pub(crate) fn endpoint() -> &'static str {
-    static EXTERNAL: OnceLock<Option<String>> = OnceLock::new();
-    if let Some(e) = EXTERNAL.get_or_init(|| std::env::var("MAILROOM_TEST_ENDPOINT").ok()) {
-        return e;
-    }
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
     static MOTO: OnceLock<Moto> = OnceLock::new();
-    &MOTO.get_or_init(start_moto).endpoint
-}
-
-fn venv_python() -> PathBuf {
-    let venv = std::env::var_os("MAILROOM_VENV").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"),
-        PathBuf::from,
-    );
-    venv.join("bin").join("python")
-}
-
-fn start_moto() -> Moto {
-    let python = venv_python();
-    assert!(
-        python.exists(),
-        "{} not found: run `scripts/setup.sh` first (it creates the venv with moto)",
-        python.display()
-    );
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/emulator/moto_server.py");
-    let child = Command::new(python)
-        .arg(script)
-        .arg(port.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto server starts");
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while !ready(port) {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "moto did not answer on {endpoint} within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Moto {
-        endpoint,
-        _child: Mutex::new(child),
-    }
-}
-
-fn ready(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let req = "GET /moto-api/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    let mut head = [0u8; 12];
-    s.write_all(req.as_bytes()).is_ok()
-        && s.read_exact(&mut head).is_ok()
-        && head.starts_with(b"HTTP/1.1 200")
+    ENDPOINT.get_or_init(|| {
+        std::env::var("MAILROOM_TEST_ENDPOINT").unwrap_or_else(|_| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let moto = MOTO.get_or_init(|| Moto::start(&Moto::venv(root)).expect("moto starts"));
+            moto.endpoint().to_owned()
+        })
+    })
 }
 
 /// A unique suffix per call, so parallel tests never share a queue.

@@ -4,6 +4,12 @@
 //! partial batch response with Lambda's rules: delete only the records the response does not
 //! list; a function error, or an empty or unknown `itemIdentifier`, fails the whole batch.
 //! Visibility and redrive are left to the queue, as in AWS.
+//!
+//! [`Moto`] starts the AWS emulator from the project's venv for local runs and tests.
+
+mod moto;
+
+pub use moto::Moto;
 
 use std::collections::{HashMap, HashSet};
 

@@ -1,0 +1,92 @@
+//! The AWS emulator (moto server) as a child process on 127.0.0.1.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Starts moto and exits when its parent's pipe closes, so no emulator outlives its owner.
+const LAUNCHER: &str = include_str!("moto_server.py");
+
+/// A running moto server. It stops when this value is dropped, or when the process that
+/// started it exits, whichever comes first.
+#[derive(Debug)]
+pub struct Moto {
+    endpoint: String,
+    child: Child,
+}
+
+impl Moto {
+    /// The project's venv: `MAILROOM_VENV`, else `.venv` under `root`.
+    pub fn venv(root: &Path) -> PathBuf {
+        std::env::var_os("MAILROOM_VENV").map_or_else(|| root.join(".venv"), PathBuf::from)
+    }
+
+    /// Starts moto from `venv` on a free port of 127.0.0.1 and waits until it answers.
+    ///
+    /// # Errors
+    /// When the venv has no Python, the process cannot start, or moto does not answer in 30 s.
+    pub fn start(venv: &Path) -> io::Result<Self> {
+        let python = venv.join("bin").join("python");
+        if !python.exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{} not found: run `scripts/setup.sh` to create the venv with moto",
+                    python.display()
+                ),
+            ));
+        }
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut child = Command::new(python)
+            .arg("-c")
+            .arg(LAUNCHER)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let started = Instant::now();
+        while !answers(port) {
+            if let Some(status) = child.try_wait()? {
+                return Err(io::Error::other(format!("moto exited at start: {status}")));
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("moto did not answer on 127.0.0.1:{port} within 30 s"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child,
+        })
+    }
+
+    /// The endpoint URL to give the SDK.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn answers(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let req = "GET /moto-api/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let mut head = [0u8; 12];
+    s.write_all(req.as_bytes()).is_ok()
+        && s.read_exact(&mut head).is_ok()
+        && head == *b"HTTP/1.1 200"
+}
