@@ -5,13 +5,12 @@
 //! * parse: serde_json parsing the same bytes into the same three levels (SqsEvent → envelope →
 //!   payload), and nothing else: the floor no engine can beat.
 //!
-//! After criterion's own report it prints the ratio engine / parse at 10, 100 and 1000 records
-//! (median of criterion's samples). Target: at most 1.25×.
+//! After criterion's own report it prints the ratio engine / parse at 10, 100 and 1000 records,
+//! measured interleaved so that a shared machine's drift cancels out. Target: at most 1.25×.
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion};
 use mailroom::sqs::FakeQueues;
@@ -114,15 +113,9 @@ fn pure_parse(bytes: &[u8]) -> usize {
     n
 }
 
-static SAMPLES: Mutex<Vec<(&str, usize, f64)>> = Mutex::new(Vec::new());
+type Bench = (tokio::runtime::Runtime, Engine<FakeQueues>);
 
-fn record(kind: &'static str, n: usize, iters: u64, took: Duration) {
-    #[allow(clippy::cast_precision_loss, reason = "iteration counts are small")]
-    let per_iter = took.as_secs_f64() / iters as f64;
-    SAMPLES.lock().expect("lock").push((kind, n, per_iter));
-}
-
-fn bench(c: &mut Criterion) {
+fn setup() -> Bench {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -135,40 +128,32 @@ fn bench(c: &mut Criterion) {
         },
         FakeQueues::discarding(),
     );
+    (rt, engine)
+}
+
+/// Event bytes in, response bytes out.
+fn run_engine(rt: &tokio::runtime::Runtime, engine: &Engine<FakeQueues>, bytes: &[u8]) -> Vec<u8> {
+    rt.block_on(async {
+        let event: SqsEvent = serde_json::from_slice(bytes).expect("event");
+        let report = engine
+            .process(event, Deadline::none(), consumer)
+            .await
+            .expect("response");
+        serde_json::to_vec(&report.response).expect("response bytes")
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    let (rt, engine) = setup();
     let mut group = c.benchmark_group("engine_vs_parse");
     for n in SIZES {
         let bytes = event_bytes(n);
         group.throughput(criterion::Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::new("parse", n), &bytes, |b, bytes| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    black_box(pure_parse(black_box(bytes)));
-                }
-                let took = start.elapsed();
-                record("parse", n, iters, took);
-                took
-            });
+            b.iter(|| pure_parse(black_box(bytes)));
         });
         group.bench_with_input(BenchmarkId::new("engine", n), &bytes, |b, bytes| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let out = rt.block_on(async {
-                        let event: SqsEvent =
-                            serde_json::from_slice(black_box(bytes)).expect("event");
-                        let report = engine
-                            .process(event, Deadline::none(), consumer)
-                            .await
-                            .expect("response");
-                        serde_json::to_vec(&report.response).expect("response bytes")
-                    });
-                    black_box(out);
-                }
-                let took = start.elapsed();
-                record("engine", n, iters, took);
-                took
-            });
+            b.iter(|| run_engine(&rt, &engine, black_box(bytes)));
         });
     }
     group.finish();
@@ -179,39 +164,51 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn print_ratios() {
-    let samples = SAMPLES.lock().expect("lock").clone();
-    println!("\nengine / pure-parse (median of samples; target <= 1.25x)");
+/// The ratio engine / parse, measured interleaved: rounds alternate between the two, so a
+/// change in machine speed (a shared VM) hits both alike. Median of the per-round ratios.
+fn print_ratios(quick: bool) {
+    let (rt, engine) = setup();
+    let rounds = if quick { 1 } else { 41 };
+    println!("\nengine / pure-parse, interleaved, median of {rounds} rounds (target <= 1.25x)");
     for n in SIZES {
-        let of = |kind: &str| -> Vec<f64> {
-            samples
-                .iter()
-                .filter(|(k, m, _)| *k == kind && *m == n)
-                .map(|s| s.2)
-                .collect()
+        let bytes = event_bytes(n);
+        // About 20 ms of parsing per round.
+        let iters = if quick { 1 } else { (20_000 / n).max(1) };
+        let time = |f: &dyn Fn()| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            start.elapsed().as_secs_f64()
         };
-        let (engine, parse) = (of("engine"), of("parse"));
-        if engine.len() < 10 || parse.len() < 10 {
-            println!(
-                "  {n:>5} records: too few samples (test mode); run `cargo bench` for figures"
-            );
-            continue;
+        let (mut ratios, mut engine_t, mut parse_t) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let p = time(&|| {
+                black_box(pure_parse(black_box(&bytes)));
+            });
+            let e = time(&|| {
+                black_box(run_engine(&rt, &engine, black_box(&bytes)));
+            });
+            ratios.push(e / p);
+            engine_t.push(e);
+            parse_t.push(p);
         }
-        let (e, p) = (median(engine), median(parse));
-        #[allow(clippy::cast_precision_loss, reason = "record counts are small")]
-        let per_record = |t: f64| t * 1e9 / n as f64;
+        #[allow(clippy::cast_precision_loss, reason = "counts are small")]
+        let per_record = |t: f64| t * 1e9 / (iters * n) as f64;
         println!(
-            "  {n:>5} records: engine {:>8.0} ns/record, parse {:>8.0} ns/record, ratio {:.3}x",
-            per_record(e),
-            per_record(p),
-            e / p
+            "  {n:>5} records: engine {:>6.0} ns/record, parse {:>6.0} ns/record, ratio {:.3}x",
+            per_record(median(engine_t)),
+            per_record(median(parse_t)),
+            median(ratios)
         );
     }
 }
 
 fn main() {
+    // `cargo test` runs benches without `--bench`: check they work, measure nothing.
+    let quick = !std::env::args().any(|a| a == "--bench");
     let mut c = Criterion::default().configure_from_args();
     bench(&mut c);
     c.final_summary();
-    print_ratios();
+    print_ratios(quick);
 }

@@ -89,7 +89,11 @@ impl<T> Message<T> {
 
     /// When SNS accepted the publish (the envelope's `Timestamp`), in milliseconds since the Unix epoch.
     pub fn published_at_ms(&self) -> Option<i64> {
-        self.meta.sns.as_ref().and_then(|s| s.published_at_ms)
+        self.meta
+            .sns
+            .as_ref()
+            .and_then(|s| s.timestamp.as_deref())
+            .and_then(parse_iso8601_ms)
     }
 
     /// The W3C `traceparent`, when a valid one was sent on either attribute layer.
@@ -215,7 +219,8 @@ pub(crate) struct SnsMeta {
     pub(crate) message_id: String,
     pub(crate) topic_arn: String,
     pub(crate) subject: Option<String>,
-    pub(crate) published_at_ms: Option<i64>,
+    /// The envelope's `Timestamp`, parsed only when asked for.
+    pub(crate) timestamp: Option<String>,
     pub(crate) sequence_number: Option<String>,
     pub(crate) signing_cert_url: Option<String>,
     pub(crate) attributes: HashMap<String, SnsAttribute>,
@@ -254,10 +259,14 @@ impl SnsEnvelope {
     /// A raw JSON payload that merely mentions `TopicArn` is still raw unless it has the
     /// envelope's shape and `"Type": "Notification"`.
     pub(crate) fn detect(body: &str) -> Option<Self> {
-        if !body.trim_start().starts_with('{')
-            || !body.contains("\"TopicArn\"")
-            || !body.contains("\"Type\"")
-        {
+        if !body.trim_start().starts_with('{') {
+            return None;
+        }
+        // SNS writes `"Type" : "Notification"` first; look there before scanning the body.
+        let early = body
+            .get(..64)
+            .is_some_and(|head| head.contains("\"Notification\""));
+        if !early && !body.contains("\"TopicArn\"") {
             return None;
         }
         serde_json::from_str::<Self>(body)
@@ -350,21 +359,18 @@ impl Received {
 
         let envelope = body.as_deref().and_then(SnsEnvelope::detect);
         let (sns, payload) = match envelope {
-            Some(env) => {
-                let published_at_ms = env.timestamp.as_deref().and_then(parse_iso8601_ms);
-                (
-                    Some(SnsMeta {
-                        message_id: env.message_id,
-                        topic_arn: env.topic_arn,
-                        subject: env.subject,
-                        published_at_ms,
-                        sequence_number: env.sequence_number,
-                        signing_cert_url: env.signing_cert_url,
-                        attributes: env.message_attributes,
-                    }),
-                    Some(env.message),
-                )
-            }
+            Some(env) => (
+                Some(SnsMeta {
+                    message_id: env.message_id,
+                    topic_arn: env.topic_arn,
+                    subject: env.subject,
+                    timestamp: env.timestamp,
+                    sequence_number: env.sequence_number,
+                    signing_cert_url: env.signing_cert_url,
+                    attributes: env.message_attributes,
+                }),
+                Some(env.message),
+            ),
             None => (None, None),
         };
         let mut meta = RecordMeta {
@@ -500,7 +506,7 @@ mod tests {
             Some("6f1c3b7e-0d5a-5b8e-9a41-2f8c1e4d1001"),
             "the default task id is the SNS message id"
         );
-        assert!(sns.published_at_ms.is_some());
+        assert_eq!(sns.timestamp.as_deref(), Some("2025-12-31T23:59:51.000Z"));
         assert_eq!(r.meta.receive_count, 1);
     }
 

@@ -7,7 +7,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+use serde_json::Value;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global tracing subscriber, honouring Lambda's advanced logging controls.
@@ -43,9 +45,9 @@ pub enum MetricsSink {
     /// Standard output, where Lambda's log agent picks EMF up.
     #[default]
     Stdout,
-    /// Nowhere (benchmarks).
+    /// Serialised, then dropped (benchmarks: the work is measured, the write is not).
     Discard,
-    /// Kept in memory (tests).
+    /// Kept in memory, parsed back (tests).
     Capture(Arc<Mutex<Vec<Value>>>),
 }
 
@@ -56,19 +58,22 @@ impl MetricsSink {
         (Self::Capture(store.clone()), store)
     }
 
-    fn write(&self, doc: Value) {
+    fn write(&self, doc: &Emf) {
+        // A lost metric line must never fail a batch, so errors here are dropped on purpose.
+        let Ok(mut line) = serde_json::to_vec(doc) else {
+            return;
+        };
         match self {
             Self::Stdout => {
-                let mut out = std::io::stdout().lock();
-                // A lost metric line must not fail the batch.
-                let _ignored = serde_json::to_writer(&mut out, &doc)
-                    .and_then(|()| out.write_all(b"\n").map_err(serde_json::Error::io));
+                line.push(b'\n');
+                let _ignored = std::io::stdout().lock().write_all(&line);
             }
-            Self::Discard => {}
-            Self::Capture(store) => store
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(doc),
+            Self::Discard => drop(line),
+            Self::Capture(store) => {
+                if let Ok(v) = serde_json::from_slice(&line) {
+                    store.lock().unwrap_or_else(PoisonError::into_inner).push(v);
+                }
+            }
         }
     }
 }
@@ -91,13 +96,15 @@ impl Unit {
     }
 }
 
-/// One EMF document: a namespace, dimensions and a set of metric values.
+/// One EMF document: a namespace, one dimension set and metric values.
+///
+/// Serialised straight from this struct: no intermediate JSON tree on the hot path.
 #[derive(Debug)]
 pub struct Emf {
     namespace: String,
     dimensions: Vec<(String, String)>,
     metrics: Vec<(&'static str, Unit, f64)>,
-    properties: Map<String, Value>,
+    properties: Vec<(String, Value)>,
 }
 
 impl Emf {
@@ -109,8 +116,8 @@ impl Emf {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
-            metrics: Vec::new(),
-            properties: Map::new(),
+            metrics: Vec::with_capacity(10),
+            properties: Vec::new(),
         }
     }
 
@@ -124,51 +131,82 @@ impl Emf {
     /// Adds a searchable property that is not a metric (ids, for example).
     #[must_use]
     pub fn property(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.properties.insert(key.to_owned(), value.into());
+        self.properties.push((key.to_owned(), value.into()));
         self
-    }
-
-    /// The EMF JSON document.
-    pub fn to_json(&self) -> Value {
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let mut doc = self.properties.clone();
-        let dims: Vec<&str> = self.dimensions.iter().map(|(k, _)| k.as_str()).collect();
-        let defs: Vec<Value> = self
-            .metrics
-            .iter()
-            .map(|(n, u, _)| json!({"Name": n, "Unit": u.as_str()}))
-            .collect();
-        doc.insert(
-            "_aws".to_owned(),
-            json!({
-                "Timestamp": millis,
-                "CloudWatchMetrics": [{
-                    "Namespace": self.namespace,
-                    "Dimensions": [dims],
-                    "Metrics": defs,
-                }],
-            }),
-        );
-        for (k, v) in &self.dimensions {
-            doc.insert(k.clone(), Value::String(v.clone()));
-        }
-        for (n, _, v) in &self.metrics {
-            doc.insert((*n).to_owned(), json!(v));
-        }
-        Value::Object(doc)
     }
 
     /// Writes the document to `sink`.
     pub fn emit(&self, sink: &MetricsSink) {
-        sink.write(self.to_json());
+        sink.write(self);
     }
+}
+
+impl Serialize for Emf {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Directive<'a>(&'a Emf);
+        impl Serialize for Directive<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let e = self.0;
+                let dims: Vec<&str> = e.dimensions.iter().map(|(k, _)| k.as_str()).collect();
+                let metrics: Vec<MetricDef<'_>> = e
+                    .metrics
+                    .iter()
+                    .map(|(name, unit, _)| MetricDef {
+                        name,
+                        unit: unit.as_str(),
+                    })
+                    .collect();
+                let millis = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("Timestamp", &millis)?;
+                m.serialize_entry(
+                    "CloudWatchMetrics",
+                    &[MetricDirective {
+                        namespace: &e.namespace,
+                        dimensions: [dims],
+                        metrics,
+                    }],
+                )?;
+                m.end()
+            }
+        }
+        let len = 1 + self.dimensions.len() + self.metrics.len() + self.properties.len();
+        let mut m = s.serialize_map(Some(len))?;
+        m.serialize_entry("_aws", &Directive(self))?;
+        for (k, v) in &self.dimensions {
+            m.serialize_entry(k, v)?;
+        }
+        for (name, _, value) in &self.metrics {
+            m.serialize_entry(name, value)?;
+        }
+        for (k, v) in &self.properties {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct MetricDirective<'a> {
+    namespace: &'a str,
+    dimensions: [Vec<&'a str>; 1],
+    metrics: Vec<MetricDef<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct MetricDef<'a> {
+    name: &'a str,
+    unit: &'a str,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn emf_document_declares_every_metric_and_dimension() {

@@ -15,14 +15,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use futures_util::{FutureExt, StreamExt, stream};
+use futures_util::FutureExt;
+use futures_util::future::join_all;
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 use tracing::{Instrument, field};
 
 use crate::backoff::{BackoffPolicy, clamp_visibility};
 use crate::config::{EngineConfig, FifoMode};
-use crate::message::{Message, Received};
+use crate::message::{Message, Received, RecordMeta, parse_iso8601_ms};
 use crate::outcome::{Backoff, Failure, FailureKind};
 use crate::poison::{Annotation, DeadLetter};
 use crate::sqs::{MAX_BATCH_ENTRIES, QueueArn, QueuePort, QueueUrl, SqsError, VisibilityChange};
@@ -133,14 +134,25 @@ pub enum Cause {
 }
 
 /// The result for one record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RecordReport {
     /// Position in the batch.
     pub index: usize,
-    /// The SQS message id (empty if the record had none).
-    pub message_id: String,
     /// What happened.
     pub outcome: Outcome,
+    meta: Arc<RecordMeta>,
+}
+
+impl RecordReport {
+    /// The SQS message id (empty if the record had none).
+    pub fn message_id(&self) -> &str {
+        &self.meta.message_id
+    }
+
+    /// The task id, when the record had one.
+    pub fn task_id(&self) -> Option<&str> {
+        self.meta.task_id.as_deref()
+    }
 }
 
 /// The result of one batch: the response for Lambda and a report per record.
@@ -184,6 +196,27 @@ pub struct Engine<Q> {
 struct Work {
     index: usize,
     received: Received,
+}
+
+/// Runs `f` over `items` with at most `limit` in flight: `limit` workers pull the next item
+/// as they finish, so there is no per-item task allocation.
+async fn pool<I, R, F, Fut>(items: I, limit: usize, f: F) -> Vec<R>
+where
+    I: ExactSizeIterator,
+    F: Fn(I::Item) -> Fut,
+    Fut: Future<Output = R>,
+{
+    let workers = limit.clamp(1, items.len().max(1));
+    let queue = Mutex::new(items);
+    let next = || queue.lock().unwrap_or_else(PoisonError::into_inner).next();
+    let runs = (0..workers).map(|_| async {
+        let mut out = Vec::new();
+        while let Some(item) = next() {
+            out.push(f(item).await);
+        }
+        out
+    });
+    join_all(runs).await.into_iter().flatten().collect()
 }
 
 impl<Q: QueuePort> Engine<Q> {
@@ -249,17 +282,11 @@ impl<Q: QueuePort> Engine<Q> {
             .and_then(|r| r.event_source_arn.as_deref())
             .and_then(|a| a.parse::<QueueArn>().ok());
         let fifo = source.as_ref().is_some_and(QueueArn::is_fifo);
-        let work: Vec<Work> = event
-            .records
-            .into_iter()
-            .enumerate()
-            .map(|(index, record)| Work {
-                index,
-                received: Received::new(record, &self.config.task_id),
-            })
-            .collect();
-        let ages = Ages::of(&work);
-
+        let task_id = &self.config.task_id;
+        let take_apart = |(index, record)| Work {
+            index,
+            received: Received::new(record, task_id),
+        };
         let ctx = RunCtx {
             engine: self,
             handler: &handler,
@@ -267,23 +294,27 @@ impl<Q: QueuePort> Engine<Q> {
             fifo,
             deadline,
         };
+        let limit = self.config.concurrency;
+        let records = event.records.into_iter().enumerate();
         let mut done: Vec<Done> = if !fifo {
-            stream::iter(work)
-                .map(|w| ctx.run(w))
-                .buffer_unordered(self.config.concurrency)
-                .collect()
-                .await
-        } else if self.config.fifo_mode == FifoMode::StopBatch {
-            ctx.run_in_order(work).await
+            // Each record is taken apart by the worker that runs it, not all up front.
+            pool(records, limit, |r| ctx.run(take_apart(r))).await
         } else {
-            stream::iter(group_by_message_group(work))
-                .map(|group| ctx.run_in_order(group))
-                .buffer_unordered(self.config.concurrency)
-                .flat_map(stream::iter)
-                .collect()
+            let work: Vec<Work> = records.map(take_apart).collect();
+            if self.config.fifo_mode == FifoMode::StopBatch {
+                ctx.run_in_order(work).await
+            } else {
+                pool(group_by_message_group(work).into_iter(), limit, |g| {
+                    ctx.run_in_order(g)
+                })
                 .await
+                .into_iter()
+                .flatten()
+                .collect()
+            }
         };
         done.sort_unstable_by_key(|d| d.index);
+        let ages = Ages::of(&done);
 
         self.apply_backoff(source.as_ref(), &mut done).await;
         let report = build_report(done)?;
@@ -647,8 +678,8 @@ fn done(w: Work, outcome: Outcome, backoff: Backoff) -> Done {
         receive_count: w.received.meta.receive_count,
         report: RecordReport {
             index: w.index,
-            message_id: w.received.meta.message_id.clone(),
             outcome,
+            meta: w.received.meta,
         },
         backoff,
         receipt_handle: w.received.receipt_handle,
@@ -697,15 +728,15 @@ fn build_report(done: Vec<Done>) -> Result<BatchReport, EngineError> {
     let mut records = Vec::with_capacity(done.len());
     for d in done {
         if let Outcome::Failed { reason, .. } = &d.report.outcome {
-            if d.report.message_id.is_empty() {
+            if d.report.message_id().is_empty() {
                 tracing::error!(index = d.index, %reason, "a failed record has no messageId");
                 return Err(EngineError::UnidentifiedFailure {
                     index: d.index,
                     reason: reason.clone(),
                 });
             }
-            if listed.insert(d.report.message_id.clone()) {
-                response.add_failure(d.report.message_id.clone());
+            if listed.insert(d.report.message_id().to_owned()) {
+                response.add_failure(d.report.message_id());
             }
         }
         records.push(d.report);
@@ -720,21 +751,24 @@ struct Ages {
 }
 
 impl Ages {
-    fn of(work: &[Work]) -> Self {
+    fn of(done: &[Done]) -> Self {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let age = |t: i64| (now - t).max(0);
-        let queue = work
+        let queue = done
             .iter()
-            .filter_map(|w| w.received.meta.sent_at_ms)
+            .filter_map(|d| d.report.meta.sent_at_ms)
             .map(age)
             .max();
-        let publish = work
+        // SNS timestamps share one RFC 3339 layout, so the smallest string is the oldest:
+        // one parse per batch instead of one per record.
+        let publish = done
             .iter()
-            .filter_map(|w| w.received.meta.sns.as_ref()?.published_at_ms)
-            .map(age)
-            .max();
+            .filter_map(|d| d.report.meta.sns.as_ref()?.timestamp.as_deref())
+            .min()
+            .and_then(parse_iso8601_ms)
+            .map(age);
         #[allow(clippy::cast_precision_loss, reason = "ages in ms fit f64 exactly")]
         Self {
             queue_ms: queue.map(|a| a as f64),

@@ -80,7 +80,7 @@ fn outcome_of<'a>(report: &'a BatchReport, id: &str) -> &'a Outcome {
     &report
         .records
         .iter()
-        .find(|r| r.message_id == id)
+        .find(|r| r.message_id() == id)
         .expect("record reported")
         .outcome
 }
