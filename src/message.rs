@@ -43,7 +43,7 @@ impl<T> Message<T> {
 
     /// The task id: from the configured attribute or body field, else the SNS message id.
     pub fn task_id(&self) -> Option<&str> {
-        self.meta.task_id.as_deref()
+        self.meta.task_id()
     }
 
     /// How many times SQS has delivered this message, this delivery included.
@@ -72,14 +72,6 @@ impl<T> Message<T> {
             .sns
             .as_ref()
             .and_then(|s| s.sequence_number.as_deref())
-    }
-
-    /// The certificate URL SNS signed the envelope with (absent on FIFO topics).
-    pub fn sns_signing_cert_url(&self) -> Option<&str> {
-        self.meta
-            .sns
-            .as_ref()
-            .and_then(|s| s.signing_cert_url.as_deref())
     }
 
     /// When SQS received the message (`SentTimestamp`), in milliseconds since the Unix epoch.
@@ -180,6 +172,7 @@ pub(crate) struct RecordMeta {
     pub(crate) receive_count: u32,
     pub(crate) group_id: Option<String>,
     pub(crate) sent_at_ms: Option<i64>,
+    /// A task id from the configured attribute or body field; `None` means the SNS message id.
     pub(crate) task_id: Option<String>,
     pub(crate) traceparent: Option<String>,
     pub(crate) sqs_attributes: HashMap<String, SqsMessageAttribute>,
@@ -187,6 +180,12 @@ pub(crate) struct RecordMeta {
 }
 
 impl RecordMeta {
+    pub(crate) fn task_id(&self) -> Option<&str> {
+        self.task_id
+            .as_deref()
+            .or_else(|| self.sns.as_ref().map(|s| s.message_id.as_str()))
+    }
+
     fn attribute(&self, name: &str) -> Option<AttributeRef<'_>> {
         if let Some(a) = self.sqs_attributes.get(name) {
             let data_type = a.data_type.as_deref().unwrap_or("String");
@@ -222,20 +221,28 @@ pub(crate) struct SnsMeta {
     /// The envelope's `Timestamp`, parsed only when asked for.
     pub(crate) timestamp: Option<String>,
     pub(crate) sequence_number: Option<String>,
-    pub(crate) signing_cert_url: Option<String>,
     pub(crate) attributes: HashMap<String, SnsAttribute>,
+}
+
+/// The envelope's `Type`, read without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub(crate) enum EnvelopeType {
+    Notification,
+    #[serde(other)]
+    Other,
 }
 
 /// The SNS notification envelope as SNS writes it into an SQS body.
 ///
-/// Our own type rather than `aws_lambda_events::sns::SnsMessage`: envelopes from FIFO topics
-/// carry no `Signature`, `SignatureVersion` or `SigningCertURL`, and the certificate field is
-/// spelt `SigningCertURL` in SQS bodies but `SigningCertUrl` in Lambda's SNS events.
+/// Our own type rather than `aws_lambda_events::sns::SnsMessage`, which requires the signature
+/// fields: envelopes from FIFO topics carry no `Signature`, `SignatureVersion` or
+/// `SigningCertURL`, and the certificate field is spelt `SigningCertURL` in SQS bodies but
+/// `SigningCertUrl` in Lambda's SNS events.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct SnsEnvelope {
     #[serde(rename = "Type")]
-    pub(crate) kind: String,
+    pub(crate) kind: EnvelopeType,
     pub(crate) message_id: String,
     pub(crate) topic_arn: String,
     #[serde(default)]
@@ -243,10 +250,9 @@ pub(crate) struct SnsEnvelope {
     pub(crate) message: String,
     #[serde(default)]
     pub(crate) timestamp: Option<String>,
-    // Signature, SignatureVersion and UnsubscribeURL are not needed (the queue policy, not
-    // the signature, authorises SQS delivery) and are absent from FIFO topics' envelopes.
-    #[serde(default, rename = "SigningCertURL", alias = "SigningCertUrl")]
-    pub(crate) signing_cert_url: Option<String>,
+    // Signature, SignatureVersion, SigningCertURL (or SigningCertUrl) and UnsubscribeURL are
+    // not read: the queue policy, not the signature, authorises SQS delivery, and FIFO topics
+    // leave the signature fields out. Unread fields cannot fail a decode.
     #[serde(default)]
     pub(crate) sequence_number: Option<String>,
     #[serde(default)]
@@ -259,20 +265,31 @@ impl SnsEnvelope {
     /// A raw JSON payload that merely mentions `TopicArn` is still raw unless it has the
     /// envelope's shape and `"Type": "Notification"`.
     pub(crate) fn detect(body: &str) -> Option<Self> {
-        if !body.trim_start().starts_with('{') {
+        let trimmed = body.trim_start();
+        if !trimmed.starts_with('{') {
             return None;
         }
-        // SNS writes `"Type" : "Notification"` first; look there before scanning the body.
-        let early = body
-            .get(..64)
-            .is_some_and(|head| head.contains("\"Notification\""));
-        if !early && !body.contains("\"TopicArn\"") {
+        // SNS writes `"Type" : "Notification"` first; only bodies that do not start that way
+        // pay for a scan.
+        if !starts_as_notification(trimmed) && !body.contains("\"TopicArn\"") {
             return None;
         }
         serde_json::from_str::<Self>(body)
             .ok()
-            .filter(|e| e.kind == "Notification")
+            .filter(|e| e.kind == EnvelopeType::Notification)
     }
+}
+
+/// Whether `body` (trimmed, starting `{`) opens with `"Type" : "Notification"`, in any spacing.
+fn starts_as_notification(body: &str) -> bool {
+    let rest = body[1..].trim_start();
+    let Some(rest) = rest.strip_prefix("\"Type\"") else {
+        return false;
+    };
+    let Some(rest) = rest.trim_start().strip_prefix(':') else {
+        return false;
+    };
+    rest.trim_start().starts_with("\"Notification\"")
 }
 
 /// Where the task id comes from.
@@ -366,7 +383,6 @@ impl Received {
                     subject: env.subject,
                     timestamp: env.timestamp,
                     sequence_number: env.sequence_number,
-                    signing_cert_url: env.signing_cert_url,
                     attributes: env.message_attributes,
                 }),
                 Some(env.message),
@@ -432,9 +448,8 @@ fn resolve_task_id(
             }),
         TaskIdSource::SnsMessageId => None,
     };
-    chosen
-        .filter(|id| !id.is_empty())
-        .or_else(|| meta.sns.as_ref().map(|s| s.message_id.clone()))
+    // Falling back to the SNS message id happens on read, without a copy.
+    chosen.filter(|id| !id.is_empty())
 }
 
 /// Whether `s` is a W3C trace context `traceparent` (version 00 layout).
@@ -499,10 +514,10 @@ mod tests {
             r.meta.attribute("kind").and_then(|a| a.as_str()),
             Some("order.placed")
         );
-        assert_eq!(r.meta.task_id.as_deref(), Some("task-1001"));
+        assert_eq!(r.meta.task_id(), Some("task-1001"));
         let by_default = Received::new(event.records[0].clone(), &TaskIdSource::default());
         assert_eq!(
-            by_default.meta.task_id.as_deref(),
+            by_default.meta.task_id(),
             Some("6f1c3b7e-0d5a-5b8e-9a41-2f8c1e4d1001"),
             "the default task id is the SNS message id"
         );
@@ -522,7 +537,7 @@ mod tests {
 
         // THEN it stays raw, and its task id comes from the attribute SNS copied onto the SQS layer
         assert!(r.meta.sns.is_none());
-        assert_eq!(r.meta.task_id.as_deref(), Some("task-2001"));
+        assert_eq!(r.meta.task_id(), Some("task-2001"));
     }
 
     #[test]
@@ -536,9 +551,12 @@ mod tests {
         let b = SnsEnvelope::detect(lower).expect("SigningCertUrl envelope detected");
 
         // THEN both parse, with their optional fields as sent
-        assert!(a.signing_cert_url.is_none());
         assert_eq!(a.sequence_number.as_deref(), Some("1"));
-        assert_eq!(b.signing_cert_url.as_deref(), Some("https://cert"));
+        assert_eq!(b.message_id, "m-2");
+        assert!(
+            SnsEnvelope::detect(&lower.replace("Notification", "SubscriptionConfirmation"))
+                .is_none()
+        );
         assert_eq!(
             parse_iso8601_ms("2026-11-21T10:00:00Z"),
             Some(1_795_255_200_000)
@@ -582,9 +600,28 @@ mod tests {
         let r = Received::new(record, &source);
 
         // THEN the task id comes from the payload
-        assert_eq!(r.meta.task_id.as_deref(), Some("o-2001"));
+        assert_eq!(r.meta.task_id(), Some("o-2001"));
         assert!("body:order_id".parse::<TaskIdSource>().is_err());
         assert!("attribute:".parse::<TaskIdSource>().is_err());
+    }
+
+    #[test]
+    fn notification_prefix_is_recognised_in_any_spacing() {
+        assert!(starts_as_notification(
+            r#"{"Type":"Notification","MessageId":"x"}"#
+        ));
+        assert!(starts_as_notification(
+            "{\n  \"Type\" : \"Notification\",\n"
+        ));
+        assert!(!starts_as_notification(
+            r#"{"Type":"order","TopicArn":"x"}"#
+        ));
+        assert!(!starts_as_notification(
+            r#"{"MessageId":"x","Type":"Notification"}"#
+        ));
+        // A reordered envelope is still found, by the slower scan.
+        let reordered = r#"{"MessageId":"m","TopicArn":"arn:aws:sns:us-east-1:1:t","Message":"{}","Type":"Notification"}"#;
+        assert!(SnsEnvelope::detect(reordered).is_some());
     }
 
     #[test]

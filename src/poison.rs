@@ -28,9 +28,10 @@ pub enum Annotation {
 }
 
 /// Inputs for one dead-letter copy.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct DeadLetter<'a> {
-    pub(crate) body: &'a str,
+    /// Moved, not copied: the record is finished with it.
+    pub(crate) body: String,
     pub(crate) attributes: &'a HashMap<String, SqsMessageAttribute>,
     pub(crate) reason: &'a str,
     pub(crate) source_arn: &'a str,
@@ -43,9 +44,9 @@ pub(crate) struct DeadLetter<'a> {
 
 impl DeadLetter<'_> {
     /// Builds the message to send to the DLQ, and says how much annotation fit.
-    pub(crate) fn build(&self) -> (OutgoingMessage, Annotation) {
+    pub(crate) fn build(self) -> (OutgoingMessage, Annotation) {
         let mut msg = OutgoingMessage {
-            body: self.body.to_owned(),
+            body: self.body,
             attributes: self
                 .attributes
                 .iter()
@@ -126,12 +127,12 @@ mod tests {
     }
 
     fn letter<'a>(
-        body: &'a str,
+        body: &str,
         attributes: &'a HashMap<String, SqsMessageAttribute>,
         reason: &'a str,
     ) -> DeadLetter<'a> {
         DeadLetter {
-            body,
+            body: body.to_owned(),
             attributes,
             reason,
             source_arn: "arn:aws:sqs:us-east-1:123456789012:orders",
@@ -234,7 +235,7 @@ mod tests {
         let mut l = letter("b", &attrs, "bad");
         l.fifo = true;
         l.group_id = Some("customer-7");
-        let (a, _) = l.build();
+        let (a, _) = l.clone().build();
         let (b, _) = l.build();
         assert_eq!(a.group_id.as_deref(), Some("customer-7"));
         assert_eq!(a.deduplication_id.as_deref(), Some("poison-m-1"));

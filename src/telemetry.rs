@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global tracing subscriber, honouring Lambda's advanced logging controls.
@@ -58,7 +59,7 @@ impl MetricsSink {
         (Self::Capture(store.clone()), store)
     }
 
-    fn write(&self, doc: &Emf) {
+    fn write(&self, doc: &Emf<'_>) {
         // A lost metric line must never fail a batch, so errors here are dropped on purpose.
         let Ok(mut line) = serde_json::to_vec(doc) else {
             return;
@@ -100,25 +101,54 @@ impl Unit {
 ///
 /// Serialised straight from this struct: no intermediate JSON tree on the hot path.
 #[derive(Debug)]
-pub struct Emf {
-    namespace: String,
-    dimensions: Vec<(String, String)>,
+pub struct Emf<'a> {
+    namespace: &'a str,
+    dimensions: &'a [(&'a str, &'a str)],
     metrics: Vec<(&'static str, Unit, f64)>,
     properties: Vec<(String, Value)>,
+    directive: Option<&'a RawValue>,
 }
 
-impl Emf {
+impl<'a> Emf<'a> {
     /// A document in `namespace` with one dimension set.
-    pub fn new(namespace: &str, dimensions: &[(&str, &str)]) -> Self {
+    pub fn new(namespace: &'a str, dimensions: &'a [(&'a str, &'a str)]) -> Self {
         Self {
-            namespace: namespace.to_owned(),
-            dimensions: dimensions
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            namespace,
+            dimensions,
             metrics: Vec::with_capacity(10),
             properties: Vec::new(),
+            directive: None,
         }
+    }
+
+    /// The `CloudWatchMetrics` directive (namespace, dimension keys, metric names and units)
+    /// as JSON. It depends only on which metrics are set, so callers that emit the same set
+    /// every time serialise it once and pass it to [`Emf::with_directive`].
+    ///
+    /// # Errors
+    /// Never in practice: the directive is plain strings.
+    pub fn directive(&self) -> Result<Box<RawValue>, serde_json::Error> {
+        let dims: Vec<&str> = self.dimensions.iter().map(|(k, _)| *k).collect();
+        let metrics: Vec<MetricDef<'_>> = self
+            .metrics
+            .iter()
+            .map(|(name, unit, _)| MetricDef {
+                name,
+                unit: unit.as_str(),
+            })
+            .collect();
+        serde_json::value::to_raw_value(&[MetricDirective {
+            namespace: self.namespace,
+            dimensions: [dims],
+            metrics,
+        }])
+    }
+
+    /// Uses a directive from [`Emf::directive`] for a document with the same metric set.
+    #[must_use]
+    pub fn with_directive(mut self, directive: &'a RawValue) -> Self {
+        self.directive = Some(directive);
+        self
     }
 
     /// Adds a metric value.
@@ -141,41 +171,30 @@ impl Emf {
     }
 }
 
-impl Serialize for Emf {
+impl Serialize for Emf<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        struct Directive<'a>(&'a Emf);
-        impl Serialize for Directive<'_> {
+        struct Aws<'a>(&'a Emf<'a>);
+        impl Serialize for Aws<'_> {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let e = self.0;
-                let dims: Vec<&str> = e.dimensions.iter().map(|(k, _)| k.as_str()).collect();
-                let metrics: Vec<MetricDef<'_>> = e
-                    .metrics
-                    .iter()
-                    .map(|(name, unit, _)| MetricDef {
-                        name,
-                        unit: unit.as_str(),
-                    })
-                    .collect();
                 let millis = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
                 let mut m = s.serialize_map(Some(2))?;
                 m.serialize_entry("Timestamp", &millis)?;
-                m.serialize_entry(
-                    "CloudWatchMetrics",
-                    &[MetricDirective {
-                        namespace: &e.namespace,
-                        dimensions: [dims],
-                        metrics,
-                    }],
-                )?;
+                match self.0.directive {
+                    Some(raw) => m.serialize_entry("CloudWatchMetrics", raw)?,
+                    None => {
+                        let raw = self.0.directive().map_err(serde::ser::Error::custom)?;
+                        m.serialize_entry("CloudWatchMetrics", &raw)?;
+                    }
+                }
                 m.end()
             }
         }
         let len = 1 + self.dimensions.len() + self.metrics.len() + self.properties.len();
         let mut m = s.serialize_map(Some(len))?;
-        m.serialize_entry("_aws", &Directive(self))?;
-        for (k, v) in &self.dimensions {
+        m.serialize_entry("_aws", &Aws(self))?;
+        for (k, v) in self.dimensions {
             m.serialize_entry(k, v)?;
         }
         for (name, _, value) in &self.metrics {
@@ -232,5 +251,21 @@ mod tests {
         assert_eq!(doc["Records"], 3.0);
         assert_eq!(doc["RequestId"], "r-1");
         assert!(doc["_aws"]["Timestamp"].as_u64().is_some_and(|t| t > 0));
+    }
+
+    #[test]
+    fn a_cached_directive_gives_the_same_document() {
+        let dims = [("Consumer", "orders")];
+        let build = || Emf::new("Mailroom", &dims).metric("Records", Unit::Count, 2.0);
+        let directive = build().directive().expect("serialises");
+        let (sink, store) = MetricsSink::capture();
+        build().emit(&sink);
+        build().with_directive(&directive).emit(&sink);
+        let docs = store.lock().expect("not poisoned");
+        assert_eq!(
+            docs[0]["_aws"]["CloudWatchMetrics"],
+            docs[1]["_aws"]["CloudWatchMetrics"]
+        );
+        assert_eq!(docs[1]["Records"], 2.0);
     }
 }

@@ -151,7 +151,7 @@ impl RecordReport {
 
     /// The task id, when the record had one.
     pub fn task_id(&self) -> Option<&str> {
-        self.meta.task_id.as_deref()
+        self.meta.task_id()
     }
 }
 
@@ -190,6 +190,8 @@ pub struct Engine<Q> {
     cache: Mutex<HashMap<QueueArn, Arc<QueueInfo>>>,
     cold: AtomicBool,
     rng: Mutex<fastrand::Rng>,
+    /// The EMF directive per combination of optional metrics, serialised once.
+    directives: [std::sync::OnceLock<Option<Box<serde_json::value::RawValue>>>; 4],
 }
 
 /// One record on its way through the engine.
@@ -231,6 +233,7 @@ impl<Q: QueuePort> Engine<Q> {
             cache: Mutex::new(HashMap::new()),
             cold: AtomicBool::new(true),
             rng: Mutex::new(rng),
+            directives: Default::default(),
         }
     }
 
@@ -414,7 +417,7 @@ impl<Q: QueuePort> Engine<Q> {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, records = chunk.len(), "backoff visibility change failed")
+                    tracing::warn!(error = %e, records = chunk.len(), "backoff visibility change failed");
                 }
             }
         }
@@ -446,30 +449,35 @@ impl<Q: QueuePort> Engine<Q> {
             cold_start,
             "batch done"
         );
-        let mut emf = Emf::new(
-            &self.config.namespace,
-            &[("Consumer", &self.config.consumer)],
-        )
-        .metric(
-            "Records",
-            Unit::Count,
-            f64::from(succeeded + retried + poisoned + failed),
-        )
-        .metric("Succeeded", Unit::Count, f64::from(succeeded))
-        .metric("Retried", Unit::Count, f64::from(retried))
-        .metric("Poisoned", Unit::Count, f64::from(poisoned))
-        .metric("Failed", Unit::Count, f64::from(failed))
-        .metric(
-            "BatchDuration",
-            Unit::Milliseconds,
-            took.as_secs_f64() * 1000.0,
-        )
-        .metric("ColdStart", Unit::Count, if cold_start { 1.0 } else { 0.0 });
+        let dimensions = [("Consumer", self.config.consumer.as_str())];
+        let mut emf = Emf::new(&self.config.namespace, &dimensions)
+            .metric(
+                "Records",
+                Unit::Count,
+                f64::from(succeeded + retried + poisoned + failed),
+            )
+            .metric("Succeeded", Unit::Count, f64::from(succeeded))
+            .metric("Retried", Unit::Count, f64::from(retried))
+            .metric("Poisoned", Unit::Count, f64::from(poisoned))
+            .metric("Failed", Unit::Count, f64::from(failed))
+            .metric(
+                "BatchDuration",
+                Unit::Milliseconds,
+                took.as_secs_f64() * 1000.0,
+            )
+            .metric("ColdStart", Unit::Count, if cold_start { 1.0 } else { 0.0 });
         if let Some(age) = ages.queue_ms {
             emf = emf.metric("MessageAge", Unit::Milliseconds, age);
         }
         if let Some(age) = ages.publish_ms {
             emf = emf.metric("PublishAge", Unit::Milliseconds, age);
+        }
+        // The directive depends only on which ages are present: serialise each variant once.
+        let variant =
+            usize::from(ages.queue_ms.is_some()) | usize::from(ages.publish_ms.is_some()) << 1;
+        let cached = self.directives[variant].get_or_init(|| emf.directive().ok());
+        if let Some(directive) = cached {
+            emf = emf.with_directive(directive);
         }
         emf.emit(&self.config.metrics);
     }
@@ -533,14 +541,19 @@ where
             if let Some(sns) = &meta.sns {
                 span.record("sns_message_id", sns.message_id.as_str());
             }
-            if let Some(t) = &meta.task_id {
-                span.record("task_id", t.as_str());
+            if let Some(t) = meta.task_id() {
+                span.record("task_id", t);
             }
             if let Some(t) = &meta.traceparent {
                 span.record("traceparent", t.as_str());
             }
         }
-        self.run_record(w).instrument(span).await
+        if span.is_disabled() {
+            // No subscriber wants it: skip the per-poll enter and exit entirely.
+            self.run_record(w).await
+        } else {
+            self.run_record(w).instrument(span).await
+        }
     }
 
     async fn run_record<T, Fut>(&self, w: Work) -> Done
@@ -563,7 +576,7 @@ where
             Ok(p) => p,
             Err(e) => {
                 let reason = format!("decode: {e}");
-                return self.poison(w, reason).await;
+                return Box::pin(self.poison(w, reason)).await;
             }
         };
         let message = Message::new(payload, w.received.meta.clone());
@@ -597,7 +610,8 @@ where
                     tracing::warn!(reason = %f.reason, "retry");
                     fail(w, f.reason, Cause::Retry, backoff)
                 }
-                FailureKind::Poison => self.poison(w, f.reason).await,
+                // Boxed: the rare poison path would otherwise enlarge every record's future.
+                FailureKind::Poison => Box::pin(self.poison(w, f.reason)).await,
             },
             Err(panic) => {
                 let what = panic
@@ -612,7 +626,7 @@ where
     }
 
     /// Sends the record to the DLQ; reports it done only once the send is confirmed.
-    async fn poison(&self, w: Work, reason: String) -> Done {
+    async fn poison(&self, mut w: Work, reason: String) -> Done {
         let Some(source) = self.source else {
             tracing::error!(%reason, "poison, but the record names no valid eventSourceARN; leaving it to redrive");
             return fail(
@@ -634,9 +648,10 @@ where
                 );
             }
         };
+        let body = w.received.body.take().unwrap_or_default();
         let meta = &w.received.meta;
         let (message, annotation) = DeadLetter {
-            body: w.received.body.as_deref().unwrap_or_default(),
+            body,
             attributes: &meta.sqs_attributes,
             reason: &reason,
             source_arn: source.as_str(),
