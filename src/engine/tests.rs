@@ -551,7 +551,7 @@ async fn records_not_started_before_the_margin_are_reported_failed_not_lost() {
 async fn a_record_still_running_at_the_deadline_is_cancelled_and_reported_failed() {
     // GIVEN 400 ms left, a 200 ms margin, and one record that would run for a minute
     let b = bed_with(FakeQueues::new(), |c| {
-        c.deadline_margin = Duration::from_millis(200)
+        c.deadline_margin = Duration::from_millis(200);
     });
     let report = b
         .engine
