@@ -61,10 +61,27 @@ where
     Fut: Future<Output = Result<(), Failure>>,
 {
     telemetry::init();
-    let config = EngineConfig::from_env()?;
     let aws = aws_config::load_from_env().await;
-    let engine = Engine::new(config, SqsQueues::new(aws_sdk_sqs::Client::new(&aws)));
-    let (engine, handler) = (&engine, &handler);
+    let engine = Engine::from_env(&aws)?;
+    serve(&engine, handler).await
+}
+
+/// The Lambda runtime loop over an engine built by the caller, for functions that set up more
+/// at cold start (secrets, HTTP clients) than [`run`] does.
+///
+/// # Errors
+/// When the runtime loop fails.
+pub async fn serve<Q, T, F, Fut>(
+    engine: &Engine<Q>,
+    handler: F,
+) -> Result<(), lambda_runtime::Error>
+where
+    Q: QueuePort,
+    T: serde::de::DeserializeOwned,
+    F: Fn(Message<T>) -> Fut,
+    Fut: Future<Output = Result<(), Failure>>,
+{
+    let handler = &handler;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
             // Boxed once per invocation: it keeps the future's type shallow, so consumers

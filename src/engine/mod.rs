@@ -22,11 +22,13 @@ use tokio::sync::OnceCell;
 use tracing::{Instrument, field};
 
 use crate::backoff::{BackoffPolicy, clamp_visibility};
-use crate::config::{EngineConfig, FifoMode};
+use crate::config::{ConfigError, EngineConfig, FifoMode};
 use crate::message::{Message, Received, RecordMeta, parse_iso8601_ms};
 use crate::outcome::{Backoff, Failure, FailureKind};
 use crate::poison::{Annotation, DeadLetter};
-use crate::sqs::{MAX_BATCH_ENTRIES, QueueArn, QueuePort, QueueUrl, SqsError, VisibilityChange};
+use crate::sqs::{
+    MAX_BATCH_ENTRIES, QueueArn, QueuePort, QueueUrl, SqsError, SqsQueues, VisibilityChange,
+};
 use crate::telemetry::{Emf, Unit};
 
 /// When the invocation must be finished by.
@@ -219,6 +221,19 @@ where
         out
     });
     join_all(runs).await.into_iter().flatten().collect()
+}
+
+impl Engine<SqsQueues> {
+    /// An engine configured from the environment, over an SQS client built from `aws`.
+    ///
+    /// # Errors
+    /// When a configuration variable does not parse.
+    pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
+        Ok(Self::new(
+            EngineConfig::from_env()?,
+            SqsQueues::new(aws_sdk_sqs::Client::new(aws)),
+        ))
+    }
 }
 
 impl<Q: QueuePort> Engine<Q> {

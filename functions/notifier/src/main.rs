@@ -1,0 +1,15 @@
+//! Lambda entry point: wiring only. Configuration, the secret and the HTTP client are set up
+//! once, at cold start; the engine runs the notifier over each batch.
+
+use notifier::{Config, Notifier, secret};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    mailroom::telemetry::init();
+    let config = Config::from_env()?;
+    let aws = aws_config::load_from_env().await;
+    let secret = secret::resolve(&config.secret, &aws).await?;
+    let notifier = Notifier::new(config, secret)?;
+    let engine = mailroom::Engine::from_env(&aws)?;
+    mailroom::serve(&engine, |msg| notifier.handle(msg)).await
+}
