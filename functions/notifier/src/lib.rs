@@ -200,19 +200,13 @@ fn classify_error(url: &reqwest::Url, e: &reqwest::Error) -> Failure {
     if e.is_timeout() {
         Failure::retry(format!("timeout delivering to {host}"))
     } else if e.is_connect() {
-        Failure::retry(format!(
-            "cannot connect to {host}: {}",
-            mailroom_error_chain(e)
-        ))
+        Failure::retry(format!("cannot connect to {host}: {}", error_chain(e)))
     } else {
-        Failure::retry(format!(
-            "delivery to {host} failed: {}",
-            mailroom_error_chain(e)
-        ))
+        Failure::retry(format!("delivery to {host} failed: {}", error_chain(e)))
     }
 }
 
-fn mailroom_error_chain(e: &dyn std::error::Error) -> String {
+fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

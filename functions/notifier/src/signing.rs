@@ -14,19 +14,18 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// The signature header's value for `body` sent at `timestamp`.
 pub fn sign(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
-    format!(
-        "t={timestamp},v1={}",
-        hex::encode(mac(secret, timestamp, body))
-    )
+    let mac = keyed(secret, timestamp, body).finalize().into_bytes();
+    format!("t={timestamp},v1={}", hex::encode(mac))
 }
 
-fn mac(secret: &[u8], timestamp: u64, body: &[u8]) -> Vec<u8> {
-    // HMAC accepts keys of any length, so this cannot fail.
+/// The MAC over `"<timestamp>.<body>"`, before finalising.
+fn keyed(secret: &[u8], timestamp: u64, body: &[u8]) -> HmacSha256 {
+    // HMAC takes keys of any length: `new_from_slice` cannot fail for it.
     let mut m = <HmacSha256 as KeyInit>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
     m.update(timestamp.to_string().as_bytes());
     m.update(b".");
     m.update(body);
-    m.finalize().into_bytes().to_vec()
+    m
 }
 
 /// Why a signature was rejected.
@@ -60,7 +59,7 @@ pub fn verify(
         match part.trim().split_once('=') {
             Some(("t", t)) => timestamp = t.parse::<u64>().ok(),
             Some(("v1", s)) => {
-                signatures.push(hex::decode(s).map_err(|_| SignatureError::Malformed)?)
+                signatures.push(hex::decode(s).map_err(|_| SignatureError::Malformed)?);
             }
             _ => {}
         }
@@ -72,16 +71,13 @@ pub fn verify(
     if now.abs_diff(timestamp) > tolerance_secs {
         return Err(SignatureError::Stale);
     }
-    for candidate in signatures {
-        let mut m = <HmacSha256 as KeyInit>::new_from_slice(secret)
-            .map_err(|_| SignatureError::Mismatch)?;
-        m.update(timestamp.to_string().as_bytes());
-        m.update(b".");
-        m.update(body);
-        // Constant-time comparison.
-        if m.verify_slice(&candidate).is_ok() {
-            return Ok(());
-        }
+    // `verify_slice` compares in constant time.
+    if signatures.iter().any(|candidate| {
+        keyed(secret, timestamp, body)
+            .verify_slice(candidate)
+            .is_ok()
+    }) {
+        return Ok(());
     }
     Err(SignatureError::Mismatch)
 }
