@@ -13,5 +13,10 @@ if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r re
   echo "setup: pip could not install requirements-dev.txt into $venv" >&2
   exit 1
 fi
+if [ ! -x .venv-checkov/bin/checkov ]; then
+  echo "setup: creating .venv-checkov (checkov pins boto3 apart from aws-sam-cli)"
+  python3 -m venv .venv-checkov
+fi
+.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust with rustup" >&2; exit 1; }
 rustup component add clippy rustfmt >/dev/null 2>&1 || true

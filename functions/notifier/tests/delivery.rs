@@ -1,15 +1,10 @@
 //! The notifier against a real HTTP receiver on 127.0.0.1, through the engine.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use common::Receiver;
 use mailroom::testing::{FakeQueues, fixture};
 use mailroom::{BatchReport, Cause, Deadline, Engine, EngineConfig, Outcome, SqsEvent};
 use notifier::config::{Config, Format, SecretSource};
@@ -17,69 +12,6 @@ use notifier::{EVENT_ID_HEADER, Notifier, signing};
 use serde_json::{Value, json};
 
 const SECRET: &str = "whsec_test";
-
-#[derive(Debug, Clone)]
-struct Delivery {
-    path: String,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-/// A webhook receiver on a free loopback port; each path answers one way.
-struct Receiver {
-    addr: SocketAddr,
-    got: Log,
-}
-
-type Log = Arc<Mutex<Vec<Delivery>>>;
-
-/// Records the delivery, then answers as the path says.
-async fn hook(
-    State(got): State<Log>,
-    Path(path): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    got.lock().expect("lock").push(Delivery {
-        path: path.clone(),
-        headers,
-        body,
-    });
-    match path.as_str() {
-        "ok" => StatusCode::OK.into_response(),
-        "unavailable" => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-        "limited" => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "7")]).into_response(),
-        "gone" => (StatusCode::NOT_FOUND, "no such hook").into_response(),
-        "slow" => {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            StatusCode::OK.into_response()
-        }
-        _ => StatusCode::IM_A_TEAPOT.into_response(),
-    }
-}
-
-impl Receiver {
-    async fn start() -> Self {
-        let got = Log::default();
-        let app = Router::new()
-            .route("/{path}", post(hook))
-            .with_state(got.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-        Self { addr, got }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn deliveries(&self) -> Vec<Delivery> {
-        self.got.lock().expect("lock").clone()
-    }
-}
 
 fn config(allow_private: bool) -> Config {
     Config {
