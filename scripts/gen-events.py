@@ -94,6 +94,14 @@ def main():
                                     {"kind": "order.placed"}, fifo=True),
                            fifo_group=group))
     write("sqs-fifo.json", fifo)
+    write("sqs-notifier-callback.json", [
+        record(40 + i, "mailroom-notifier",
+               envelope(5001 + i, "mailroom-events",
+                        {**order(f"o-{5001 + i}", 2500 + i),
+                         "callback_url": f"https://hooks.example.com/mailroom/orders/o-{5001 + i}"},
+                        {"kind": "order.placed"}))
+        for i in range(2)
+    ])
     write("sqs-poison.json", [
         record(30, "mailroom-example", envelope(4001, "mailroom-events", order("o-4001", 990), {"kind": "order.placed"})),
         record(31, "mailroom-example", envelope(4002, "mailroom-events", order("o-4002", 0), {"kind": "order.placed"})),

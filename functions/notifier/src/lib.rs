@@ -257,6 +257,51 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_callback_url_in_the_event_wins_over_the_default_endpoint() {
+        // GIVEN a default endpoint, and the fixture whose events carry callback URLs
+        let mut config = Config::from_lookup(|k| match k {
+            "NOTIFIER_SIGNING_SECRET" => Some("s".into()),
+            "NOTIFIER_WEBHOOK_URL" => Some("https://default.example.com/hook".into()),
+            _ => None,
+        })
+        .expect("config");
+        config.allow_private = false;
+        let notifier = Notifier::new(config, b"s".to_vec()).expect("client");
+        let engine = mailroom::Engine::new(
+            mailroom::EngineConfig {
+                metrics: mailroom::telemetry::MetricsSink::Discard,
+                ..mailroom::EngineConfig::default()
+            },
+            mailroom::testing::FakeQueues::new(),
+        );
+        let chosen = std::sync::Mutex::new(Vec::new());
+
+        // WHEN the destination is chosen for each record (nothing is sent)
+        engine
+            .process(
+                mailroom::testing::fixture("sqs-notifier-callback.json"),
+                mailroom::Deadline::none(),
+                |m| {
+                    chosen
+                        .lock()
+                        .expect("lock")
+                        .push(notifier.destination(&m).map(|u| u.to_string()));
+                    async { Ok(()) }
+                },
+            )
+            .await
+            .expect("response");
+
+        // THEN each goes to its own callback
+        let chosen = chosen.into_inner().expect("lock");
+        assert_eq!(chosen.len(), 2);
+        assert!(chosen.iter().all(|c| {
+            c.as_ref()
+                .is_ok_and(|u| u.starts_with("https://hooks.example.com/mailroom/orders/o-500"))
+        }));
+    }
+
     #[test]
     fn retry_after_reads_seconds_and_dates() {
         assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));

@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Measures the notifier binary: cold start, peak RSS on a 1000-record batch, arm64 size.
+
+    scripts/measure-notifier.py            # builds what it needs, prints the three figures
+
+* Cold start: from process start (just before exec) to the binary's first Runtime API
+  `GET /2018-06-01/runtime/invocation/next`, served by a fake Runtime API on 127.0.0.1. Median
+  of 25 runs of the release build for this machine. Target <= 10 ms.
+* Peak RSS: the fake Runtime API hands the binary one 1000-record SNS-enveloped batch; every
+  record is delivered to a local webhook (204). VmHWM from /proc after the response. Target
+  <= 24 MiB.
+* Size of the arm64 bootstrap (`cargo lambda build --release --arm64`, what `sam build` ships).
+  Target <= 6 MiB.
+
+Everything runs on loopback; nothing reaches AWS (the SDK endpoint is a closed local port).
+"""
+import http.server
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+RUNS = 25
+RECORDS = 1000
+
+
+class RuntimeApi(http.server.ThreadingHTTPServer):
+    """A fake Lambda Runtime API: hands out one event, collects the response."""
+
+    daemon_threads = True
+
+    def __init__(self, event):
+        super().__init__(("127.0.0.1", 0), RuntimeHandler)
+        self.event = event
+        self.first_next = threading.Event()
+        self.first_next_at = None
+        self.response = None
+        self.responded = threading.Event()
+        self.served = False
+
+
+class RuntimeHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        api = self.server
+        if self.path.endswith("/invocation/next"):
+            if api.first_next_at is None:
+                api.first_next_at = time.perf_counter()
+                api.first_next.set()
+            if api.event is None or api.served:
+                time.sleep(30)  # keep the runtime parked until it is killed
+                return
+            api.served = True
+            body = api.event
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Lambda-Runtime-Aws-Request-Id", "req-1")
+            deadline = int((time.time() + 300) * 1000)
+            self.send_header("Lambda-Runtime-Deadline-Ms", str(deadline))
+            self.send_header("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:notifier")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", 0))
+        data = self.rfile.read(length)
+        self.send_response(202)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        if "/response" in self.path or "/error" in self.path:
+            self.server.response = (self.path, data)
+            self.server.responded.set()
+
+
+class Webhook(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(204)
+        self.end_headers()
+
+
+def env(api_port, webhook_port):
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{api_port}",
+        "AWS_LAMBDA_FUNCTION_NAME": "notifier",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_LAMBDA_LOG_LEVEL": "WARN",
+        "MAILROOM_BACKOFF": "off",
+        "NOTIFIER_WEBHOOK_URL": f"http://127.0.0.1:{webhook_port}/hook",
+        "NOTIFIER_CALLBACK_FIELD": "",
+        "NOTIFIER_SIGNING_SECRET": "whsec_measure",
+        "NOTIFIER_ALLOW_PRIVATE_DESTINATIONS": "true",
+    }
+
+
+def serve(server):
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def batch(n):
+    template = json.loads((ROOT / "events" / "sqs-sns-envelope.json").read_text())["Records"][0]
+    records = []
+    for i in range(n):
+        r = dict(template)
+        r["messageId"] = f"m-{i:05d}"
+        envelope = json.loads(r["body"])
+        envelope["Message"] = json.dumps({"order_id": f"o-{i}", "amount_cents": 100 + i, "customer": "c-42"})
+        envelope["MessageId"] = f"sns-{i:05d}"
+        r["body"] = json.dumps(envelope)
+        records.append(r)
+    return json.dumps({"Records": records}).encode()
+
+
+def cold_start(binary, webhook_port):
+    samples = []
+    for _ in range(RUNS):
+        api = serve(RuntimeApi(None))
+        started = time.perf_counter()
+        proc = subprocess.Popen([binary], env=env(api.server_address[1], webhook_port),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not api.first_next.wait(10):
+            proc.kill()
+            sys.exit("the binary never asked for an event")
+        samples.append((api.first_next_at - started) * 1000)
+        proc.kill()
+        proc.wait()
+        api.shutdown()
+    return statistics.median(samples), min(samples), max(samples)
+
+
+def peak_rss(binary, webhook_port):
+    api = serve(RuntimeApi(batch(RECORDS)))
+    proc = subprocess.Popen([binary], env=env(api.server_address[1], webhook_port),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not api.responded.wait(120):
+        proc.kill()
+        sys.exit("no response to the 1000-record batch")
+    status = pathlib.Path(f"/proc/{proc.pid}/status").read_text()
+    hwm_kib = int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1])
+    proc.kill()
+    proc.wait()
+    path, body = api.response
+    failures = len(json.loads(body).get("batchItemFailures", [])) if "/response" in path else "error"
+    return hwm_kib / 1024, failures
+
+
+def arm64_size():
+    path = ROOT / "target" / "lambda" / "notifier" / "bootstrap"
+    cmd = [str(VENV_BIN / "cargo-lambda"), "lambda", "build", "--release", "--arm64", "--bin", "notifier"]
+    subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"})
+    return path.stat().st_size / (1024 * 1024)
+
+
+def main():
+    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "notifier"], cwd=ROOT, check=True)
+    binary = str(ROOT / "target" / "release" / "notifier")
+    webhook = serve(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Webhook))
+    port = webhook.server_address[1]
+
+    median, low, high = cold_start(binary, port)
+    print(f"cold start to first /next: median {median:.2f} ms over {RUNS} runs (min {low:.2f}, max {high:.2f}); target <= 10 ms")
+    rss, failures = peak_rss(binary, port)
+    print(f"peak RSS with a {RECORDS}-record batch: {rss:.1f} MiB ({failures} batchItemFailures); target <= 24 MiB")
+    size = arm64_size()
+    print(f"arm64 bootstrap: {size:.2f} MiB; target <= 6 MiB")
+
+
+if __name__ == "__main__":
+    main()
