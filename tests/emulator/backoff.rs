@@ -1,10 +1,10 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use mailroom::{Deadline, Failure, Message, Outcome};
+use mailroom::{Failure, Message, Outcome};
 
 use crate::helpers::{TestBed, unique};
-use crate::{Order, order_json};
+use crate::{Order, order_ids, order_json};
 
 #[tokio::test]
 async fn retry_backoff_is_visible_as_changed_visibility() {
@@ -28,29 +28,19 @@ async fn retry_backoff_is_visible_as_changed_visibility() {
             Duration::from_secs(900),
         ));
     });
-    let source = bed.event_source(&queue);
-    let event = source.receive().await.expect("receive");
-    let report = engine
-        .process(
-            event.clone(),
-            Deadline::none(),
-            |m: Message<Order>| async move {
-                match m.payload.order_id.as_str() {
-                    "later" => Err(Failure::retry_after(
-                        "rate limited",
-                        Duration::from_secs(600),
-                    )),
-                    "now" => Err(Failure::retry("flaky").without_backoff()),
-                    _ => Err(Failure::retry("busy")),
-                }
-            },
-        )
-        .await
-        .expect("response");
-    source
-        .complete(&event, Ok::<_, String>(&report.response))
-        .await
-        .expect("complete");
+    let run = bed
+        .invoke(&queue, &engine, |m: Message<Order>| async move {
+            match m.payload.order_id.as_str() {
+                "later" => Err(Failure::retry_after(
+                    "rate limited",
+                    Duration::from_secs(600),
+                )),
+                "now" => Err(Failure::retry("flaky").without_backoff()),
+                _ => Err(Failure::retry("busy")),
+            }
+        })
+        .await;
+    let report = run.report;
 
     // THEN after the queue's own timeout only the un-backed-off message is visible again, and the
     // policy's delay is whatever the engine reported for it
@@ -68,16 +58,7 @@ async fn retry_backoff_is_visible_as_changed_visibility() {
         .expect("policy delay reported");
     assert!(policy_delay <= 300);
     tokio::time::sleep(Duration::from_millis(1_300)).await;
-    let back: Vec<String> = bed
-        .drain_visible(&queue, 10)
-        .await
-        .iter()
-        .map(|m| {
-            serde_json::from_str::<Order>(m.body().expect("body"))
-                .expect("order")
-                .order_id
-        })
-        .collect();
+    let back: Vec<String> = order_ids(&bed.drain_visible(&queue, 10).await);
     let mut expected = vec!["now".to_owned()];
     if policy_delay <= 1 {
         expected.push("policy".to_owned());

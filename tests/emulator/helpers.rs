@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use aws_sdk_sqs::config::{Credentials, Region};
 use aws_sdk_sqs::types::QueueAttributeName;
-use mailroom::local::{EventSource, Moto};
+use std::future::Future;
+
+use mailroom::local::{Completion, EventSource, Moto};
 use mailroom::sqs::{QueueArn, QueueUrl};
 use mailroom::telemetry::MetricsSink;
-use mailroom::{Engine, EngineConfig, SqsQueues};
+use mailroom::{BatchReport, Deadline, Engine, EngineConfig, Failure, Message, SqsQueues};
 use serde_json::Value;
 
 pub(crate) const REGION: &str = "us-east-1";
@@ -42,6 +44,14 @@ pub(crate) fn unique(stem: &str) -> String {
 pub(crate) struct TestBed {
     pub(crate) sqs: aws_sdk_sqs::Client,
     pub(crate) sns: aws_sdk_sns::Client,
+}
+
+/// What one emulated invocation did.
+#[derive(Debug)]
+pub(crate) struct Invocation {
+    pub(crate) received: usize,
+    pub(crate) report: BatchReport,
+    pub(crate) completion: Completion,
 }
 
 #[derive(Debug, Clone)]
@@ -164,6 +174,36 @@ impl TestBed {
             queue.arn.clone(),
             REGION,
         )
+    }
+
+    /// One Lambda invocation on `queue`: receive a batch as the event source does, run
+    /// `handler` through `engine`, and apply Lambda's rules to the response.
+    pub(crate) async fn invoke<T, F, Fut>(
+        &self,
+        queue: &Queue,
+        engine: &Engine<SqsQueues>,
+        handler: F,
+    ) -> Invocation
+    where
+        T: serde::de::DeserializeOwned,
+        F: Fn(Message<T>) -> Fut,
+        Fut: Future<Output = Result<(), Failure>>,
+    {
+        let source = self.event_source(queue);
+        let event = source.receive().await.expect("receive");
+        let report = engine
+            .process(event.clone(), Deadline::none(), handler)
+            .await
+            .expect("response");
+        let completion = source
+            .complete(&event, Ok::<_, String>(&report.response))
+            .await
+            .expect("complete");
+        Invocation {
+            received: event.records.len(),
+            report,
+            completion,
+        }
     }
 
     /// (visible, in flight) message counts.

@@ -22,3 +22,15 @@ pub(crate) fn order_json(id: &str, amount: u64) -> String {
     })
     .expect("serialises")
 }
+
+/// The order ids of received messages, in the order received.
+pub(crate) fn order_ids(messages: &[aws_sdk_sqs::types::Message]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<Order>(m.body().expect("body"))
+                .expect("an order")
+                .order_id
+        })
+        .collect()
+}

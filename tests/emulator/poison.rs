@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use aws_sdk_sqs::primitives::Blob;
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
 use mailroom::poison::{REASON_ATTRIBUTE, SOURCE_ATTRIBUTE};
-use mailroom::{Deadline, Failure, Message};
+use mailroom::{Failure, Message};
 
 use crate::helpers::{TestBed, unique};
 use crate::{Order, order_json};
@@ -48,26 +48,16 @@ async fn poison_arrives_in_the_dlq_with_body_attributes_and_reason() {
 
     // WHEN the engine finds a zero amount (consumer poison) and an undecodable body
     let (engine, _) = bed.engine(|_| {});
-    let source = bed.event_source(&queue);
-    let event = source.receive().await.expect("receive");
-    let report = engine
-        .process(
-            event.clone(),
-            Deadline::none(),
-            |m: Message<Order>| async move {
-                if m.payload.amount_cents == 0 {
-                    Err(Failure::poison("amount must be positive"))
-                } else {
-                    Ok(())
-                }
-            },
-        )
-        .await
-        .expect("response");
-    source
-        .complete(&event, Ok::<_, String>(&report.response))
-        .await
-        .expect("complete");
+    let run = bed
+        .invoke(&queue, &engine, |m: Message<Order>| async move {
+            if m.payload.amount_cents == 0 {
+                Err(Failure::poison("amount must be positive"))
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+    let report = run.report;
 
     // THEN nothing is reported failed, the source is empty, and the DLQ holds both copies intact
     assert!(report.response.batch_item_failures.is_empty());
@@ -122,27 +112,17 @@ async fn fifo_poison_keeps_its_group_in_the_fifo_dlq() {
 
     // WHEN the first is poison
     let (engine, _) = bed.engine(|_| {});
-    let source = bed.event_source(&queue);
-    let event = source.receive().await.expect("receive");
-    assert_eq!(event.records.len(), 2);
-    let report = engine
-        .process(
-            event.clone(),
-            Deadline::none(),
-            |m: Message<Order>| async move {
-                if m.payload.amount_cents == 0 {
-                    Err(Failure::poison("bad order"))
-                } else {
-                    Ok(())
-                }
-            },
-        )
-        .await
-        .expect("response");
-    source
-        .complete(&event, Ok::<_, String>(&report.response))
-        .await
-        .expect("complete");
+    let run = bed
+        .invoke(&queue, &engine, |m: Message<Order>| async move {
+            if m.payload.amount_cents == 0 {
+                Err(Failure::poison("bad order"))
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+    assert_eq!(run.received, 2);
+    let report = run.report;
 
     // THEN it is in the DLQ with its group, and the next in the group was processed
     assert!(report.response.batch_item_failures.is_empty());
@@ -177,18 +157,12 @@ async fn a_failed_dlq_send_leaves_the_message_in_its_queue() {
     let (engine, _) = bed.engine(|c| c.dlq_url = Some(missing.parse().expect("url")));
 
     // WHEN the record is poison
-    let source = bed.event_source(&queue);
-    let event = source.receive().await.expect("receive");
-    let report = engine
-        .process(event.clone(), Deadline::none(), |_: Message<Order>| async {
+    let run = bed
+        .invoke(&queue, &engine, |_: Message<Order>| async {
             Err(Failure::poison("bad"))
         })
-        .await
-        .expect("response");
-    source
-        .complete(&event, Ok::<_, String>(&report.response))
-        .await
-        .expect("complete");
+        .await;
+    let report = run.report;
 
     // THEN it is reported failed and is still in its queue: nothing lost
     assert_eq!(report.response.batch_item_failures.len(), 1);

@@ -3,10 +3,10 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use mailroom::local::Completion;
-use mailroom::{Deadline, Failure, Message};
+use mailroom::{Failure, Message};
 
 use crate::helpers::{TestBed, unique};
-use crate::{Order, order_json};
+use crate::{Order, order_ids, order_json};
 
 #[tokio::test]
 async fn only_the_records_the_response_does_not_list_are_deleted() {
@@ -25,31 +25,20 @@ async fn only_the_records_the_response_does_not_list_are_deleted() {
 
     // WHEN the engine fails the odd orders, leaving visibility to the queue
     let (engine, _) = bed.engine(|c| c.backoff = None);
-    let source = bed.event_source(&queue);
-    let event = source.receive().await.expect("receive");
-    assert_eq!(event.records.len(), 6);
-    let report = engine
-        .process(
-            event.clone(),
-            Deadline::none(),
-            |m: Message<Order>| async move {
-                if m.payload.amount_cents % 2 == 1 {
-                    Err(Failure::retry("odd"))
-                } else {
-                    Ok(())
-                }
-            },
-        )
-        .await
-        .expect("response");
-    let done = source
-        .complete(&event, Ok::<_, String>(&report.response))
-        .await
-        .expect("complete");
+    let run = bed
+        .invoke(&queue, &engine, |m: Message<Order>| async move {
+            if m.payload.amount_cents % 2 == 1 {
+                Err(Failure::retry("odd"))
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+    assert_eq!(run.received, 6);
 
     // THEN three were deleted and exactly the three failed ones come back
     assert_eq!(
-        done,
+        run.completion,
         Completion::Deleted {
             deleted: 3,
             failed: 3
@@ -57,15 +46,8 @@ async fn only_the_records_the_response_does_not_list_are_deleted() {
     );
     assert_eq!(bed.depth(&queue).await, (0, 3));
     tokio::time::sleep(Duration::from_millis(1_300)).await;
-    let back: HashSet<String> = bed
-        .drain_visible(&queue, 10)
-        .await
-        .iter()
-        .map(|m| {
-            serde_json::from_str::<Order>(m.body().expect("body"))
-                .expect("order")
-                .order_id
-        })
+    let back: HashSet<String> = order_ids(&bed.drain_visible(&queue, 10).await)
+        .into_iter()
         .collect();
     assert_eq!(
         back,

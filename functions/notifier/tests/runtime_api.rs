@@ -17,7 +17,7 @@ fn workspace() -> PathBuf {
 /// `aws-lambda-rie-x86_64` inside the venv's samcli package.
 fn rie() -> PathBuf {
     let lib = mailroom::local::Moto::venv(&workspace()).join("lib");
-    let found = std::fs::read_dir(&lib)
+    std::fs::read_dir(&lib)
         .expect("the venv exists: run scripts/setup.sh")
         .filter_map(Result::ok)
         .map(|d| {
@@ -25,8 +25,7 @@ fn rie() -> PathBuf {
                 .join("site-packages/samcli/local/rapid/aws-lambda-rie-x86_64")
         })
         .find(|p| p.exists())
-        .expect("aws-sam-cli is in the venv: run scripts/setup.sh");
-    found
+        .expect("aws-sam-cli is in the venv: run scripts/setup.sh")
 }
 
 fn free_port() -> u16 {
