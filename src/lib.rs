@@ -35,6 +35,7 @@ pub mod local;
 pub mod message;
 pub mod outcome;
 pub mod poison;
+pub mod replay;
 pub mod sqs;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-util"))]

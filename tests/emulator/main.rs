@@ -7,6 +7,7 @@ mod helpers;
 mod poison;
 mod poller;
 mod redrive;
+mod replay;
 
 /// The payload the tests publish.
 #[derive(Debug, serde::Deserialize, serde::Serialize, Clone, PartialEq, Eq)]

@@ -1,0 +1,159 @@
+//! [`ReplayPort`] over the SQS SDK.
+
+use std::collections::HashMap;
+
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, SendMessageBatchRequestEntry,
+};
+
+use super::{DeadLetter, ReplayPort};
+use crate::sqs::{
+    EntryFailure, OutgoingAttribute, OutgoingMessage, OutgoingValue, QueueUrl, SqsError, SqsQueues,
+    to_sdk_attribute,
+};
+
+fn failed(op: &'static str, e: impl std::error::Error) -> SqsError {
+    SqsError::new(op, DisplayErrorContext(e))
+}
+
+impl ReplayPort for SqsQueues {
+    async fn receive(
+        &self,
+        queue: &QueueUrl,
+        visibility_secs: u32,
+    ) -> Result<Vec<DeadLetter>, SqsError> {
+        let out = self
+            .client()
+            .receive_message()
+            .queue_url(queue.as_str())
+            .max_number_of_messages(10)
+            .visibility_timeout(i32::try_from(visibility_secs).unwrap_or(i32::MAX))
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .map_err(|e| failed("ReceiveMessage", e))?;
+        Ok(out
+            .messages()
+            .iter()
+            .filter_map(|m| {
+                let system = m.attributes();
+                let get = |k: MessageSystemAttributeName| system.and_then(|a| a.get(&k)).cloned();
+                Some(DeadLetter {
+                    message_id: m.message_id()?.to_owned(),
+                    receipt_handle: m.receipt_handle()?.to_owned(),
+                    body: m.body().unwrap_or_default().to_owned(),
+                    attributes: m
+                        .message_attributes()
+                        .map(|attrs| {
+                            attrs
+                                .iter()
+                                .filter_map(|(k, v)| {
+                                    let value = match (v.string_value(), v.binary_value()) {
+                                        (Some(s), _) => OutgoingValue::Text(s.to_owned()),
+                                        (None, Some(b)) => {
+                                            OutgoingValue::Binary(b.as_ref().to_vec())
+                                        }
+                                        (None, None) => return None,
+                                    };
+                                    Some((
+                                        k.clone(),
+                                        OutgoingAttribute {
+                                            data_type: v.data_type().to_owned(),
+                                            value,
+                                        },
+                                    ))
+                                })
+                                .collect::<HashMap<_, _>>()
+                        })
+                        .unwrap_or_default(),
+                    group_id: get(MessageSystemAttributeName::MessageGroupId),
+                    sent_at_ms: get(MessageSystemAttributeName::SentTimestamp)
+                        .and_then(|t| t.parse().ok()),
+                })
+            })
+            .collect())
+    }
+
+    async fn send_batch(
+        &self,
+        queue: &QueueUrl,
+        entries: Vec<(String, OutgoingMessage)>,
+    ) -> Result<Vec<EntryFailure>, SqsError> {
+        let mut req = self.client().send_message_batch().queue_url(queue.as_str());
+        for (id, m) in entries {
+            let mut e = SendMessageBatchRequestEntry::builder()
+                .id(id)
+                .message_body(m.body)
+                .set_message_group_id(m.group_id)
+                .set_message_deduplication_id(m.deduplication_id)
+                .set_delay_seconds(m.delay_seconds);
+            for (name, a) in &m.attributes {
+                e = e.message_attributes(name, to_sdk_attribute(a)?);
+            }
+            req = req.entries(e.build().map_err(|e| failed("SendMessageBatch", e))?);
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(|e| failed("SendMessageBatch", e))?;
+        Ok(out
+            .failed()
+            .iter()
+            .map(|f| EntryFailure {
+                id: f.id().to_owned(),
+                reason: format!("{}: {}", f.code(), f.message().unwrap_or_default()),
+            })
+            .collect())
+    }
+
+    async fn delete_batch(
+        &self,
+        queue: &QueueUrl,
+        entries: Vec<(String, String)>,
+    ) -> Result<Vec<EntryFailure>, SqsError> {
+        let mut req = self
+            .client()
+            .delete_message_batch()
+            .queue_url(queue.as_str());
+        for (id, handle) in entries {
+            req = req.entries(
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(id)
+                    .receipt_handle(handle)
+                    .build()
+                    .map_err(|e| failed("DeleteMessageBatch", e))?,
+            );
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(|e| failed("DeleteMessageBatch", e))?;
+        Ok(out
+            .failed()
+            .iter()
+            .map(|f| EntryFailure {
+                id: f.id().to_owned(),
+                reason: f.code().to_owned(),
+            })
+            .collect())
+    }
+
+    async fn dead_letter_sources(&self, dlq: &QueueUrl) -> Result<Vec<QueueUrl>, SqsError> {
+        let out = self
+            .client()
+            .list_dead_letter_source_queues()
+            .queue_url(dlq.as_str())
+            .send()
+            .await
+            .map_err(|e| failed("ListDeadLetterSourceQueues", e))?;
+        out.queue_urls()
+            .iter()
+            .map(|u| {
+                u.parse()
+                    .map_err(|e| SqsError::new("ListDeadLetterSourceQueues", e))
+            })
+            .collect()
+    }
+}

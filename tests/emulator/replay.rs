@@ -1,0 +1,318 @@
+//! DLQ replay against the emulator: fidelity, FIFO, filters, dry run, parking, the allowlist,
+//! and a send failing midway without losing anything.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use aws_sdk_sqs::primitives::Blob;
+use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
+use mailroom::poison::REASON_ATTRIBUTE;
+use mailroom::replay::{
+    Allowlist, DeadLetter, Filter, REPLAY_COUNT_ATTRIBUTE, ReplayError, ReplayPort, ReplayRequest,
+    replay,
+};
+use mailroom::sqs::{
+    EntryFailure, OutgoingMessage, QueueArn, QueuePort, QueueUrl, SqsError, SqsQueues,
+    VisibilityChange,
+};
+
+use crate::helpers::{Queue, TestBed, unique};
+
+fn text(data_type: &str, value: &str) -> MessageAttributeValue {
+    MessageAttributeValue::builder()
+        .data_type(data_type)
+        .string_value(value)
+        .build()
+        .expect("attribute")
+}
+
+/// Puts a message straight into the DLQ, as redrive or the engine would have.
+async fn dead_letter(bed: &TestBed, dlq: &Queue, body: &str, reason: &str, group: Option<&str>) {
+    let mut req = bed
+        .sqs
+        .send_message()
+        .queue_url(dlq.url.as_str())
+        .message_body(body)
+        .message_attributes("kind", text("String", "order.placed"))
+        .message_attributes("weight", text("Number.float", "1.5"))
+        .message_attributes("tenant", text("String.custom", "acme"))
+        .message_attributes(
+            "blob",
+            MessageAttributeValue::builder()
+                .data_type("Binary")
+                .binary_value(Blob::new(vec![0u8, 7, 255]))
+                .build()
+                .expect("attribute"),
+        )
+        .message_attributes(REASON_ATTRIBUTE, text("String", reason));
+    if let Some(g) = group {
+        req = req
+            .message_group_id(g)
+            .message_deduplication_id(format!("d-{body}"));
+    }
+    req.send().await.expect("SendMessage");
+}
+
+fn allow(queues: &[&Queue]) -> Allowlist {
+    Allowlist::new(queues.iter().map(|q| q.url.as_str().to_owned()))
+}
+
+fn bodies(messages: &[aws_sdk_sqs::types::Message]) -> HashSet<String> {
+    messages
+        .iter()
+        .map(|m| m.body().expect("body").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn replay_moves_every_attribute_type_back_to_the_source_queue() {
+    // GIVEN a DLQ holding an SNS envelope and a raw body, with String, Number, custom and Binary attributes
+    let bed = TestBed::new().await;
+    let (queue, dlq) = bed.queue_with_dlq("replay", 3, 30).await;
+    let envelope = r#"{"Type":"Notification","MessageId":"s-1","TopicArn":"arn:aws:sns:us-east-1:123456789012:t","Message":"{\"order_id\":\"o-1\"}"}"#;
+    dead_letter(&bed, &dlq, envelope, "decode: x", None).await;
+    dead_letter(
+        &bed,
+        &dlq,
+        r#"{"order_id":"o-2"}"#,
+        "amount must be positive",
+        None,
+    )
+    .await;
+
+    // WHEN replayed with no target named (it is found with ListDeadLetterSourceQueues)
+    let port = SqsQueues::new(bed.sqs.clone());
+    let report = replay(
+        &port,
+        &allow(&[&queue, &dlq]),
+        &ReplayRequest::new(dlq.url.clone()),
+    )
+    .await
+    .expect("replay");
+
+    // THEN both are back, byte for byte, with every attribute and a replay count, and the DLQ is empty
+    assert_eq!(
+        (report.moved, report.failed, report.skipped),
+        (2, 0, 0),
+        "{report:?}"
+    );
+    assert_eq!(bed.depth(&dlq).await, (0, 0));
+    let back = bed.drain_visible(&queue, 10).await;
+    assert_eq!(
+        bodies(&back),
+        HashSet::from([envelope.to_owned(), r#"{"order_id":"o-2"}"#.to_owned()])
+    );
+    for m in &back {
+        let a = m.message_attributes().expect("attributes");
+        assert_eq!(a["weight"].data_type(), "Number.float");
+        assert_eq!(a["tenant"].data_type(), "String.custom");
+        assert_eq!(
+            a["blob"].binary_value().map(|b| b.as_ref().to_vec()),
+            Some(vec![0, 7, 255])
+        );
+        assert_eq!(a[REPLAY_COUNT_ATTRIBUTE].string_value(), Some("1"));
+        assert!(a.contains_key(REASON_ATTRIBUTE), "the reason history stays");
+    }
+}
+
+#[tokio::test]
+async fn fifo_replay_keeps_message_groups() {
+    let bed = TestBed::new().await;
+    let (queue, dlq) = bed.queue_with_dlq("replay.fifo", 3, 30).await;
+    dead_letter(&bed, &dlq, "a-1", "x", Some("customer-a")).await;
+    dead_letter(&bed, &dlq, "b-1", "x", Some("customer-b")).await;
+    let port = SqsQueues::new(bed.sqs.clone());
+    let report = replay(
+        &port,
+        &allow(&[&queue, &dlq]),
+        &ReplayRequest::new(dlq.url.clone()),
+    )
+    .await
+    .expect("replay");
+    assert_eq!(report.moved, 2, "{report:?}");
+    let back = bed.drain_visible(&queue, 10).await;
+    assert_eq!(back.len(), 2);
+    for m in &back {
+        let group = m
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId));
+        let expected = if m.body() == Some("a-1") {
+            "customer-a"
+        } else {
+            "customer-b"
+        };
+        assert_eq!(group.map(String::as_str), Some(expected));
+    }
+}
+
+#[tokio::test]
+async fn a_filtered_dry_run_reports_and_changes_nothing() {
+    // GIVEN three dead letters with two reasons
+    let bed = TestBed::new().await;
+    let (queue, dlq) = bed.queue_with_dlq("replay-dry", 3, 30).await;
+    for (body, reason) in [
+        ("d-1", "decode: bad"),
+        ("d-2", "decode: bad"),
+        ("t-1", "timeout"),
+    ] {
+        dead_letter(&bed, &dlq, body, reason, None).await;
+    }
+
+    // WHEN a dry run selects the decode failures
+    let mut request = ReplayRequest::new(dlq.url.clone());
+    request.dry_run = true;
+    request.filter = Filter {
+        reason_contains: Some("decode".into()),
+        ..Filter::default()
+    };
+    let port = SqsQueues::new(bed.sqs.clone());
+    let report = replay(&port, &allow(&[&queue, &dlq]), &request)
+        .await
+        .expect("replay");
+
+    // THEN it reports two by reason with samples, and every message is visible in the DLQ again
+    assert_eq!(
+        (report.would_move, report.skipped, report.moved),
+        (2, 1, 0),
+        "{report:?}"
+    );
+    assert_eq!(report.by_reason.get("decode: bad"), Some(&2));
+    assert_eq!(report.samples.len(), 2);
+    assert_eq!(bed.depth(&dlq).await, (3, 0));
+    assert_eq!(bed.depth(&queue).await, (0, 0));
+}
+
+#[tokio::test]
+async fn a_message_over_max_replays_goes_to_the_parking_lot() {
+    let bed = TestBed::new().await;
+    let (queue, dlq) = bed.queue_with_dlq("replay-park", 3, 30).await;
+    let parking = bed.queue(&unique("parking"), &[]).await;
+    bed.sqs
+        .send_message()
+        .queue_url(dlq.url.as_str())
+        .message_body("tired")
+        .message_attributes(REPLAY_COUNT_ATTRIBUTE, text("Number", "3"))
+        .send()
+        .await
+        .expect("SendMessage");
+    let mut request = ReplayRequest::new(dlq.url.clone());
+    request.parking_lot = Some(parking.url.clone());
+    let port = SqsQueues::new(bed.sqs.clone());
+    let report = replay(&port, &allow(&[&queue, &dlq, &parking]), &request)
+        .await
+        .expect("replay");
+    assert_eq!((report.moved, report.parked), (0, 1), "{report:?}");
+    let parked = bed.drain_visible(&parking, 10).await;
+    assert_eq!(bodies(&parked), HashSet::from(["tired".to_owned()]));
+    assert!(
+        parked[0]
+            .message_attributes()
+            .expect("attributes")
+            .contains_key(mailroom::replay::PARKED_ATTRIBUTE)
+    );
+    assert_eq!(bed.depth(&queue).await, (0, 0));
+}
+
+#[tokio::test]
+async fn queues_off_the_allowlist_are_refused_before_anything_moves() {
+    let bed = TestBed::new().await;
+    let (queue, dlq) = bed.queue_with_dlq("replay-deny", 3, 30).await;
+    dead_letter(&bed, &dlq, "x", "r", None).await;
+    let port = SqsQueues::new(bed.sqs.clone());
+    let err = replay(&port, &allow(&[&dlq]), &ReplayRequest::new(dlq.url.clone()))
+        .await
+        .expect_err("target not allowed");
+    assert!(matches!(err, ReplayError::NotAllowed(u) if u == queue.url));
+    assert_eq!(bed.depth(&dlq).await, (1, 0));
+}
+
+/// The real SQS port, with the `fail_at`-th SendMessageBatch call failing.
+struct FaultySends {
+    inner: SqsQueues,
+    fail_at: usize,
+    calls: AtomicUsize,
+}
+
+impl QueuePort for FaultySends {
+    async fn queue_url(&self, arn: &QueueArn) -> Result<QueueUrl, SqsError> {
+        self.inner.queue_url(arn).await
+    }
+    async fn dead_letter_target(&self, queue: &QueueUrl) -> Result<Option<QueueArn>, SqsError> {
+        self.inner.dead_letter_target(queue).await
+    }
+    async fn send(&self, queue: &QueueUrl, message: OutgoingMessage) -> Result<(), SqsError> {
+        self.inner.send(queue, message).await
+    }
+    async fn change_visibility(
+        &self,
+        queue: &QueueUrl,
+        entries: Vec<VisibilityChange>,
+    ) -> Result<Vec<EntryFailure>, SqsError> {
+        self.inner.change_visibility(queue, entries).await
+    }
+}
+
+impl ReplayPort for FaultySends {
+    async fn receive(
+        &self,
+        queue: &QueueUrl,
+        visibility_secs: u32,
+    ) -> Result<Vec<DeadLetter>, SqsError> {
+        self.inner.receive(queue, visibility_secs).await
+    }
+    async fn send_batch(
+        &self,
+        queue: &QueueUrl,
+        entries: Vec<(String, OutgoingMessage)>,
+    ) -> Result<Vec<EntryFailure>, SqsError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at {
+            return Err(SqsError::new("SendMessageBatch", "injected fault"));
+        }
+        self.inner.send_batch(queue, entries).await
+    }
+    async fn delete_batch(
+        &self,
+        queue: &QueueUrl,
+        entries: Vec<(String, String)>,
+    ) -> Result<Vec<EntryFailure>, SqsError> {
+        self.inner.delete_batch(queue, entries).await
+    }
+    async fn dead_letter_sources(&self, dlq: &QueueUrl) -> Result<Vec<QueueUrl>, SqsError> {
+        self.inner.dead_letter_sources(dlq).await
+    }
+}
+
+#[tokio::test]
+async fn a_send_failing_midway_loses_nothing_and_a_rerun_finishes_the_job() {
+    // GIVEN 25 dead letters, and a port whose second send batch fails
+    let bed = TestBed::new().await;
+    let (queue, dlq) = bed.queue_with_dlq("replay-fault", 3, 30).await;
+    let all: HashSet<String> = (0..25).map(|i| format!("m-{i:02}")).collect();
+    for body in &all {
+        dead_letter(&bed, &dlq, body, "r", None).await;
+    }
+    let port = FaultySends {
+        inner: SqsQueues::new(bed.sqs.clone()),
+        fail_at: 2,
+        calls: AtomicUsize::new(0),
+    };
+    let allowed = allow(&[&queue, &dlq]);
+
+    // WHEN a run meets the fault
+    let first = replay(&port, &allowed, &ReplayRequest::new(dlq.url.clone()))
+        .await
+        .expect("replay");
+
+    // THEN the failed batch is reported, visible in the DLQ again, and every message is somewhere
+    assert_eq!((first.moved, first.failed), (15, 10), "{first:?}");
+    assert_eq!(bed.depth(&dlq).await, (10, 0));
+    assert_eq!(bed.depth(&queue).await, (15, 0));
+
+    // AND a re-run moves the rest: all 25 are in the target, none lost, none left behind
+    let second = replay(&port, &allowed, &ReplayRequest::new(dlq.url.clone()))
+        .await
+        .expect("replay");
+    assert_eq!((second.moved, second.failed), (10, 0), "{second:?}");
+    assert_eq!(bed.depth(&dlq).await, (0, 0));
+    assert_eq!(bodies(&bed.drain_visible(&queue, 30).await), all);
+}
