@@ -12,6 +12,7 @@
 mod adapter;
 mod filter;
 mod report;
+mod request;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -27,6 +28,7 @@ use crate::sqs::{
 
 pub use filter::Filter;
 pub use report::{ReplayReport, Sample};
+pub use request::{BackoffJson, FilterJson, RequestJson};
 
 /// The attribute counting how often a message has been replayed.
 pub const REPLAY_COUNT_ATTRIBUTE: &str = "mailroom.replay-count";

@@ -1,0 +1,136 @@
+//! The `dlq-replay` function: one on-demand replay run per invocation.
+//!
+//! The request is [`mailroom::replay::RequestJson`]; the response is the run's
+//! [`mailroom::replay::ReplayReport`]. Which queues may be touched comes from configuration,
+//! never from the request.
+
+use std::time::Duration;
+
+use mailroom::replay::{Allowlist, ReplayError, ReplayPort, ReplayReport, RequestJson, replay};
+use mailroom::sqs::QueueUrl;
+use mailroom::telemetry::MetricsSink;
+
+/// The function's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Queues the function may touch (`MAILROOM_REPLAY_ALLOWLIST`: comma-separated names or URLs).
+    pub allowlist: Allowlist,
+    /// The parking lot, unless the request names one (`MAILROOM_PARKING_LOT_URL`).
+    pub parking_lot: Option<QueueUrl>,
+    /// Time kept free before the Lambda deadline (`MAILROOM_REPLAY_MARGIN_MS`, default 5000).
+    pub margin: Duration,
+    /// The EMF namespace (`MAILROOM_METRICS_NAMESPACE`, default `Mailroom`).
+    pub namespace: String,
+}
+
+/// Why an invocation failed before replaying anything.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration does not parse.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The request is not valid.
+    #[error("bad request: {0}")]
+    Request(String),
+    /// The replay could not start.
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+}
+
+impl From<Error> for lambda_runtime::Diagnostic {
+    fn from(e: Error) -> Self {
+        let error_type = match e {
+            Error::Config(_) => "Mailroom.Config",
+            Error::Request(_) => "Mailroom.BadRequest",
+            Error::Replay(_) => "Mailroom.ReplayRefused",
+        };
+        Self {
+            error_type: error_type.to_owned(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the configuration through `get`.
+    ///
+    /// # Errors
+    /// When the allowlist is empty or a URL does not parse.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let allowed: Vec<String> = get("MAILROOM_REPLAY_ALLOWLIST")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if allowed.is_empty() {
+            return Err(Error::Config(
+                "MAILROOM_REPLAY_ALLOWLIST is empty: no queue may be replayed".into(),
+            ));
+        }
+        let parking_lot = get("MAILROOM_PARKING_LOT_URL")
+            .filter(|u| !u.is_empty())
+            .map(|u| {
+                u.parse()
+                    .map_err(|e| Error::Config(format!("MAILROOM_PARKING_LOT_URL: {e}")))
+            })
+            .transpose()?;
+        let margin = get("MAILROOM_REPLAY_MARGIN_MS")
+            .map(|v| {
+                v.parse()
+                    .map_err(|e| Error::Config(format!("MAILROOM_REPLAY_MARGIN_MS: {e}")))
+            })
+            .transpose()?
+            .map_or(Duration::from_secs(5), Duration::from_millis);
+        Ok(Self {
+            allowlist: Allowlist::new(allowed),
+            parking_lot,
+            margin,
+            namespace: get("MAILROOM_METRICS_NAMESPACE").unwrap_or_else(|| "Mailroom".into()),
+        })
+    }
+}
+
+/// Runs one replay, stopping cleanly `margin` before `remaining` runs out.
+///
+/// # Errors
+/// When the request is invalid or the replay cannot start; per-message failures are in the report.
+pub async fn handle<P: ReplayPort>(
+    port: &P,
+    config: &Config,
+    request: RequestJson,
+    remaining: Option<Duration>,
+    metrics: &MetricsSink,
+) -> Result<ReplayReport, Error> {
+    let mut request = request.into_request().map_err(Error::Request)?;
+    if request.parking_lot.is_none() {
+        request.parking_lot.clone_from(&config.parking_lot);
+    }
+    request.time_budget = remaining.map(|r| r.saturating_sub(config.margin));
+    let report = replay(port, &config.allowlist, &request).await?;
+    report.emit(&config.namespace, metrics);
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_allowlist_is_refused_at_cold_start() {
+        assert!(matches!(
+            Config::from_lookup(|_| None),
+            Err(Error::Config(_))
+        ));
+        let c = Config::from_lookup(|k| {
+            (k == "MAILROOM_REPLAY_ALLOWLIST").then(|| "orders, orders-dlq".into())
+        })
+        .expect("valid");
+        assert!(
+            c.allowlist
+                .allows(&"https://sqs.local/orders-dlq".parse().expect("url"))
+        );
+        assert_eq!(c.margin, Duration::from_secs(5));
+    }
+}
