@@ -1,6 +1,7 @@
 //! `mailroom`: the operator's and developer's command.
 
 mod demo;
+mod replay;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +21,9 @@ enum Command {
     /// Runs the pipeline locally on the AWS emulator: publishes the sample events from
     /// `events/` through SNS to the example consumer and reports what happened.
     Demo(demo::Args),
+    /// Sends dead letters back to their queue, or parks them: filtered, rate-limited, with a
+    /// dry run, and never deleting a message before its copy is confirmed sent.
+    Replay(Box<replay::Args>),
 }
 
 #[tokio::main]
@@ -27,5 +31,6 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
+        Command::Replay(args) => replay::run(*args).await,
     }
 }

@@ -223,6 +223,19 @@ pub async fn replay<P: ReplayPort>(
     allowlist: &Allowlist,
     request: &ReplayRequest,
 ) -> Result<ReplayReport, ReplayError> {
+    replay_with_progress(port, allowlist, request, |_| {}).await
+}
+
+/// [`replay`], calling `progress` with the report so far after each batch (for progress bars).
+///
+/// # Errors
+/// As [`replay`].
+pub async fn replay_with_progress<P: ReplayPort>(
+    port: &P,
+    allowlist: &Allowlist,
+    request: &ReplayRequest,
+    mut progress: impl FnMut(&ReplayReport),
+) -> Result<ReplayReport, ReplayError> {
     let started = Instant::now();
     allowlist.check(&request.source)?;
     let target = match &request.target {
@@ -386,6 +399,7 @@ pub async fn replay<P: ReplayPort>(
                 break 'run;
             }
         }
+        progress(&report);
     }
 
     for chunk in release.chunks(MAX_BATCH_ENTRIES) {
