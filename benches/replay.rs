@@ -1,0 +1,241 @@
+//! DLQ replay throughput and SQS calls per message, against the emulator.
+//!
+//! `cargo bench --bench replay` loads 10,000 messages into a DLQ on a local moto server,
+//! replays them with the mailroom replay (batched receive, send and delete), and counts every
+//! SQS call through a counting wrapper around the port. In the same run a one-at-a-time
+//! replayer (receive 1, send 1, delete 1, written here as the baseline) moves 2,000 messages on
+//! the same emulator. It prints messages per second, calls per message, and the throughput
+//! ratio. Targets: <= 0.32 calls a message, >= 8x the baseline. `MAILROOM_BENCH_MESSAGES` and
+//! `MAILROOM_BENCH_BASELINE` change the counts; under `cargo test` it runs 50 of each.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use aws_sdk_sqs::config::{Credentials, Region};
+use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use mailroom::SqsQueues;
+use mailroom::local::Moto;
+use mailroom::replay::{Allowlist, DeadLetter, ReplayPort, ReplayRequest, replay};
+use mailroom::sqs::{
+    EntryFailure, OutgoingMessage, QueueArn, QueuePort, QueueUrl, SqsError, VisibilityChange,
+};
+
+/// The SQS port, counting every API call.
+struct Counting {
+    inner: SqsQueues,
+    calls: AtomicUsize,
+}
+
+impl Counting {
+    fn tick(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl QueuePort for Counting {
+    async fn queue_url(&self, arn: &QueueArn) -> Result<QueueUrl, SqsError> {
+        self.tick();
+        self.inner.queue_url(arn).await
+    }
+    async fn dead_letter_target(&self, queue: &QueueUrl) -> Result<Option<QueueArn>, SqsError> {
+        self.tick();
+        self.inner.dead_letter_target(queue).await
+    }
+    async fn send(&self, queue: &QueueUrl, message: OutgoingMessage) -> Result<(), SqsError> {
+        self.tick();
+        self.inner.send(queue, message).await
+    }
+    async fn change_visibility(
+        &self,
+        queue: &QueueUrl,
+        entries: Vec<VisibilityChange>,
+    ) -> Result<Vec<EntryFailure>, SqsError> {
+        self.tick();
+        self.inner.change_visibility(queue, entries).await
+    }
+}
+
+impl ReplayPort for Counting {
+    async fn receive(
+        &self,
+        queue: &QueueUrl,
+        visibility_secs: u32,
+    ) -> Result<Vec<DeadLetter>, SqsError> {
+        self.tick();
+        self.inner.receive(queue, visibility_secs).await
+    }
+    async fn send_batch(
+        &self,
+        queue: &QueueUrl,
+        entries: Vec<(String, OutgoingMessage)>,
+    ) -> Result<Vec<EntryFailure>, SqsError> {
+        self.tick();
+        self.inner.send_batch(queue, entries).await
+    }
+    async fn delete_batch(
+        &self,
+        queue: &QueueUrl,
+        entries: Vec<(String, String)>,
+    ) -> Result<Vec<EntryFailure>, SqsError> {
+        self.tick();
+        self.inner.delete_batch(queue, entries).await
+    }
+    async fn dead_letter_sources(&self, dlq: &QueueUrl) -> Result<Vec<QueueUrl>, SqsError> {
+        self.tick();
+        self.inner.dead_letter_sources(dlq).await
+    }
+}
+
+async fn create(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    sqs.create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("CreateQueue")
+        .queue_url
+        .expect("url")
+}
+
+async fn fill(sqs: &aws_sdk_sqs::Client, queue: &str, n: usize) {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(10) {
+        let mut req = sqs.send_message_batch().queue_url(queue);
+        for i in chunk {
+            req = req.entries(
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(format!(r#"{{"order_id":"o-{i}","amount_cents":0}}"#))
+                    .build()
+                    .expect("entry"),
+            );
+        }
+        req.send().await.expect("SendMessageBatch");
+    }
+}
+
+async fn depth(sqs: &aws_sdk_sqs::Client, queue: &str) -> usize {
+    sqs.get_queue_attributes()
+        .queue_url(queue)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .expect("attributes")
+        .attributes
+        .and_then(|a| {
+            a.get(&QueueAttributeName::ApproximateNumberOfMessages)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// The baseline: receive one, send one, delete one.
+async fn one_at_a_time(sqs: &aws_sdk_sqs::Client, dlq: &str, target: &str) -> (usize, usize) {
+    let (mut moved, mut calls) = (0, 0);
+    loop {
+        calls += 1;
+        let got = sqs
+            .receive_message()
+            .queue_url(dlq)
+            .max_number_of_messages(1)
+            .send()
+            .await
+            .expect("receive");
+        let Some(m) = got.messages().first() else {
+            break;
+        };
+        calls += 2;
+        sqs.send_message()
+            .queue_url(target)
+            .message_body(m.body().unwrap_or_default())
+            .send()
+            .await
+            .expect("send");
+        sqs.delete_message()
+            .queue_url(dlq)
+            .receipt_handle(m.receipt_handle().unwrap_or_default())
+            .send()
+            .await
+            .expect("delete");
+        moved += 1;
+    }
+    (moved, calls)
+}
+
+fn count(var: &str, default: usize, quick: bool) -> usize {
+    if quick {
+        return 50;
+    }
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() {
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let (n, baseline_n) = (
+        count("MAILROOM_BENCH_MESSAGES", 10_000, quick),
+        count("MAILROOM_BENCH_BASELINE", 2_000, quick),
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let moto =
+        Moto::start(&Moto::venv(root)).expect("moto from the project venv (scripts/setup.sh)");
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(moto.endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
+        .load()
+        .await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+
+    // Mailroom's replay.
+    let (dlq, target) = (
+        create(&sqs, "bench-dlq").await,
+        create(&sqs, "bench-target").await,
+    );
+    fill(&sqs, &dlq, n).await;
+    let port = Counting {
+        inner: SqsQueues::new(sqs.clone()),
+        calls: AtomicUsize::new(0),
+    };
+    let mut request = ReplayRequest::new(dlq.parse().expect("url"));
+    request.target = Some(target.parse().expect("url"));
+    let allow = Allowlist::new([dlq.clone(), target.clone()]);
+    let started = Instant::now();
+    let report = replay(&port, &allow, &request).await.expect("replay");
+    let took = started.elapsed().as_secs_f64();
+    assert_eq!(report.moved, n, "{report:?}");
+    assert_eq!(depth(&sqs, &target).await, n, "every message arrived");
+    let calls = port.calls.load(Ordering::Relaxed);
+
+    // The baseline, on the same emulator.
+    let (bdlq, btarget) = (
+        create(&sqs, "baseline-dlq").await,
+        create(&sqs, "baseline-target").await,
+    );
+    fill(&sqs, &bdlq, baseline_n).await;
+    let started = Instant::now();
+    let (moved, baseline_calls) = one_at_a_time(&sqs, &bdlq, &btarget).await;
+    let baseline_took = started.elapsed().as_secs_f64();
+    assert_eq!(moved, baseline_n);
+
+    #[allow(clippy::cast_precision_loss, reason = "message counts are small")]
+    let (rate, baseline_rate) = (n as f64 / took, baseline_n as f64 / baseline_took);
+    #[allow(clippy::cast_precision_loss, reason = "message counts are small")]
+    let (per_msg, baseline_per_msg) = (
+        calls as f64 / n as f64,
+        baseline_calls as f64 / baseline_n as f64,
+    );
+    println!(
+        "replay of {n} messages on moto: {rate:.0} msg/s, {calls} SQS calls = {per_msg:.3} calls/message (target <= 0.32)"
+    );
+    println!(
+        "one-at-a-time baseline, {baseline_n} messages: {baseline_rate:.0} msg/s, {baseline_per_msg:.3} calls/message"
+    );
+    println!(
+        "throughput ratio: {:.1}x (target >= 8x)",
+        rate / baseline_rate
+    );
+}
