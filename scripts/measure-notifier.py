@@ -166,7 +166,9 @@ def peak_rss(binary, webhook_port):
 def arm64_size():
     path = ROOT / "target" / "lambda" / "notifier" / "bootstrap"
     cmd = [str(VENV_BIN / "cargo-lambda"), "lambda", "build", "--release", "--arm64", "--bin", "notifier"]
-    subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"})
+    # From the crate's own directory: at the workspace root only the library is a default package.
+    subprocess.run(cmd, cwd=ROOT / "functions" / "notifier", check=True,
+                   env={**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"})
     return path.stat().st_size / (1024 * 1024)
 
 

@@ -1,6 +1,6 @@
 //! Resolving the signing secret once, at cold start.
 
-use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use aws_sdk_ssm::error::DisplayErrorContext;
 
 use crate::config::SecretSource;
 
@@ -12,7 +12,8 @@ pub struct SecretError {
     message: String,
 }
 
-/// Reads the secret from SSM Parameter Store, Secrets Manager, or the environment.
+/// Reads the secret from SSM Parameter Store, Secrets Manager (through SSM's
+/// `/aws/reference/secretsmanager/` path), or the environment.
 ///
 /// # Errors
 /// When the parameter or secret cannot be read or is empty.
@@ -24,34 +25,27 @@ pub async fn resolve(
         source_name: source_name.to_owned(),
         message,
     };
-    let value = match source {
-        SecretSource::Plain(v) => Some(v.clone()),
-        SecretSource::Parameter(name) => aws_sdk_ssm::Client::new(aws)
-            .get_parameter()
-            .name(name)
-            .with_decryption(true)
-            .send()
-            .await
-            .map_err(|e| {
-                fail(
-                    &format!("SSM parameter {name}"),
-                    DisplayErrorContext(e).to_string(),
-                )
-            })?
-            .parameter
-            .and_then(|p| p.value),
-        SecretSource::Secret(id) => {
-            aws_sdk_secretsmanager::Client::new(aws)
-                .get_secret_value()
-                .secret_id(id)
-                .send()
-                .await
-                .map_err(|e| fail(&format!("secret {id}"), DisplayErrorContext(e).to_string()))?
-                .secret_string
+    // Secrets Manager secrets are read through SSM's reference path, so one SDK serves both.
+    let parameter = match source {
+        SecretSource::Plain(v) => {
+            return non_empty(Some(v.clone()))
+                .ok_or_else(|| fail("NOTIFIER_SIGNING_SECRET", "the value is empty".into()));
         }
+        SecretSource::Parameter(name) => name.clone(),
+        SecretSource::Secret(id) => format!("/aws/reference/secretsmanager/{id}"),
     };
-    value
-        .filter(|v| !v.is_empty())
-        .map(String::into_bytes)
-        .ok_or_else(|| fail("the configured source", "the value is empty".into()))
+    let value = aws_sdk_ssm::Client::new(aws)
+        .get_parameter()
+        .name(&parameter)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| fail(&parameter, DisplayErrorContext(e).to_string()))?
+        .parameter
+        .and_then(|p| p.value);
+    non_empty(value).ok_or_else(|| fail(&parameter, "the value is empty".into()))
+}
+
+fn non_empty(value: Option<String>) -> Option<Vec<u8>> {
+    value.filter(|v| !v.is_empty()).map(String::into_bytes)
 }
