@@ -45,7 +45,13 @@ impl Notifier {
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             // A redirect could lead anywhere, past the guard's literal check: never follow one.
-            .redirect(reqwest::redirect::Policy::none());
+            .redirect(reqwest::redirect::Policy::none())
+            // Mozilla's roots, compiled in: no scan of the system's certificate files at cold start.
+            .tls_certs_only(
+                webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                    .iter()
+                    .filter_map(|der| reqwest::Certificate::from_der(der).ok()),
+            );
         if !config.allow_private {
             builder = builder.dns_resolver(ssrf::resolver());
         }
