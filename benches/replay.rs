@@ -9,83 +9,14 @@
 //! `MAILROOM_BENCH_BASELINE` change the counts; under `cargo test` it runs 50 of each.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use aws_sdk_sqs::config::{Credentials, Region};
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use mailroom::SqsQueues;
 use mailroom::local::Moto;
-use mailroom::replay::{Allowlist, DeadLetter, ReplayPort, ReplayRequest, replay};
-use mailroom::sqs::{
-    EntryFailure, OutgoingMessage, QueueArn, QueuePort, QueueUrl, SqsError, VisibilityChange,
-};
-
-/// The SQS port, counting every API call.
-struct Counting {
-    inner: SqsQueues,
-    calls: AtomicUsize,
-}
-
-impl Counting {
-    fn tick(&self) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-impl QueuePort for Counting {
-    async fn queue_url(&self, arn: &QueueArn) -> Result<QueueUrl, SqsError> {
-        self.tick();
-        self.inner.queue_url(arn).await
-    }
-    async fn dead_letter_target(&self, queue: &QueueUrl) -> Result<Option<QueueArn>, SqsError> {
-        self.tick();
-        self.inner.dead_letter_target(queue).await
-    }
-    async fn send(&self, queue: &QueueUrl, message: OutgoingMessage) -> Result<(), SqsError> {
-        self.tick();
-        self.inner.send(queue, message).await
-    }
-    async fn change_visibility(
-        &self,
-        queue: &QueueUrl,
-        entries: Vec<VisibilityChange>,
-    ) -> Result<Vec<EntryFailure>, SqsError> {
-        self.tick();
-        self.inner.change_visibility(queue, entries).await
-    }
-}
-
-impl ReplayPort for Counting {
-    async fn receive(
-        &self,
-        queue: &QueueUrl,
-        visibility_secs: u32,
-    ) -> Result<Vec<DeadLetter>, SqsError> {
-        self.tick();
-        self.inner.receive(queue, visibility_secs).await
-    }
-    async fn send_batch(
-        &self,
-        queue: &QueueUrl,
-        entries: Vec<(String, OutgoingMessage)>,
-    ) -> Result<Vec<EntryFailure>, SqsError> {
-        self.tick();
-        self.inner.send_batch(queue, entries).await
-    }
-    async fn delete_batch(
-        &self,
-        queue: &QueueUrl,
-        entries: Vec<(String, String)>,
-    ) -> Result<Vec<EntryFailure>, SqsError> {
-        self.tick();
-        self.inner.delete_batch(queue, entries).await
-    }
-    async fn dead_letter_sources(&self, dlq: &QueueUrl) -> Result<Vec<QueueUrl>, SqsError> {
-        self.tick();
-        self.inner.dead_letter_sources(dlq).await
-    }
-}
+use mailroom::replay::{Allowlist, ReplayRequest, replay};
+use mailroom::testing::Instrumented;
 
 async fn create(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
     sqs.create_queue()
@@ -196,10 +127,7 @@ async fn main() {
         create(&sqs, "bench-target").await,
     );
     fill(&sqs, &dlq, n).await;
-    let port = Counting {
-        inner: SqsQueues::new(sqs.clone()),
-        calls: AtomicUsize::new(0),
-    };
+    let port = Instrumented::new(SqsQueues::new(sqs.clone()));
     let mut request = ReplayRequest::new(dlq.parse().expect("url"));
     request.target = Some(target.parse().expect("url"));
     let allow = Allowlist::new([dlq.clone(), target.clone()]);
@@ -208,7 +136,7 @@ async fn main() {
     let took = started.elapsed().as_secs_f64();
     assert_eq!(report.moved, n, "{report:?}");
     assert_eq!(depth(&sqs, &target).await, n, "every message arrived");
-    let calls = port.calls.load(Ordering::Relaxed);
+    let calls = port.calls();
 
     // The baseline, on the same emulator.
     let (bdlq, btarget) = (

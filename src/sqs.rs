@@ -361,15 +361,21 @@ impl QueuePort for SqsQueues {
             .send()
             .await
             .map_err(|e| sdk_error("ChangeMessageVisibilityBatch", e))?;
-        Ok(out
-            .failed()
-            .iter()
-            .map(|f| EntryFailure {
-                id: f.id().to_owned(),
-                reason: format!("{}: {}", f.code(), f.message().unwrap_or_default()),
-            })
-            .collect())
+        Ok(entry_failures(out.failed()))
     }
+}
+
+/// The entries of a batch call that SQS refused, with its code and message as the reason.
+pub(crate) fn entry_failures(
+    failed: &[aws_sdk_sqs::types::BatchResultErrorEntry],
+) -> Vec<EntryFailure> {
+    failed
+        .iter()
+        .map(|f| EntryFailure {
+            id: f.id().to_owned(),
+            reason: format!("{}: {}", f.code(), f.message().unwrap_or_default()),
+        })
+        .collect()
 }
 
 /// Reads `deadLetterTargetArn` from a queue's `RedrivePolicy` JSON.

@@ -24,3 +24,116 @@ pub fn fixture(name: &str) -> SqsEvent {
     serde_json::from_slice(&bytes)
         .unwrap_or_else(|e| panic!("fixture {} is not an SqsEvent: {e}", path.display()))
 }
+
+/// A port decorator for tests and benchmarks: counts every SQS call, and can fail the n-th
+/// `SendMessageBatch` to show that a failure midway loses nothing.
+#[derive(Debug)]
+pub struct Instrumented<P> {
+    inner: P,
+    calls: std::sync::atomic::AtomicUsize,
+    send_batches: std::sync::atomic::AtomicUsize,
+    fail_send_batch: Option<usize>,
+}
+
+impl<P> Instrumented<P> {
+    /// Wraps `inner`; every call goes through.
+    pub fn new(inner: P) -> Self {
+        Self {
+            inner,
+            calls: std::sync::atomic::AtomicUsize::new(0),
+            send_batches: std::sync::atomic::AtomicUsize::new(0),
+            fail_send_batch: None,
+        }
+    }
+
+    /// The `n`-th `SendMessageBatch` (counting from 1) fails as a whole.
+    #[must_use]
+    pub fn failing_send_batch(mut self, n: usize) -> Self {
+        self.fail_send_batch = Some(n);
+        self
+    }
+
+    /// SQS calls made so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn tick(&self) {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+mod instrumented {
+    use std::sync::atomic::Ordering;
+
+    use super::Instrumented;
+    use crate::replay::{DeadLetter, ReplayPort};
+    use crate::sqs::{
+        EntryFailure, OutgoingMessage, QueueArn, QueuePort, QueueUrl, SqsError, VisibilityChange,
+    };
+
+    impl<P: QueuePort> QueuePort for Instrumented<P> {
+        async fn queue_url(&self, arn: &QueueArn) -> Result<QueueUrl, SqsError> {
+            self.tick();
+            self.inner.queue_url(arn).await
+        }
+
+        async fn dead_letter_target(&self, queue: &QueueUrl) -> Result<Option<QueueArn>, SqsError> {
+            self.tick();
+            self.inner.dead_letter_target(queue).await
+        }
+
+        async fn send(&self, queue: &QueueUrl, message: OutgoingMessage) -> Result<(), SqsError> {
+            self.tick();
+            self.inner.send(queue, message).await
+        }
+
+        async fn change_visibility(
+            &self,
+            queue: &QueueUrl,
+            entries: Vec<VisibilityChange>,
+        ) -> Result<Vec<EntryFailure>, SqsError> {
+            self.tick();
+            self.inner.change_visibility(queue, entries).await
+        }
+    }
+
+    impl<P: ReplayPort> ReplayPort for Instrumented<P> {
+        async fn receive(
+            &self,
+            queue: &QueueUrl,
+            visibility_secs: u32,
+        ) -> Result<Vec<DeadLetter>, SqsError> {
+            self.tick();
+            self.inner.receive(queue, visibility_secs).await
+        }
+
+        async fn send_batch(
+            &self,
+            queue: &QueueUrl,
+            entries: Vec<(String, OutgoingMessage)>,
+        ) -> Result<Vec<EntryFailure>, SqsError> {
+            self.tick();
+            let n = self.send_batches.fetch_add(1, Ordering::SeqCst) + 1;
+            if self.fail_send_batch == Some(n) {
+                return Err(SqsError::new("SendMessageBatch", "injected fault"));
+            }
+            self.inner.send_batch(queue, entries).await
+        }
+
+        async fn delete_batch(
+            &self,
+            queue: &QueueUrl,
+            entries: Vec<(String, String)>,
+        ) -> Result<Vec<EntryFailure>, SqsError> {
+            self.tick();
+            self.inner.delete_batch(queue, entries).await
+        }
+
+        async fn dead_letter_sources(&self, dlq: &QueueUrl) -> Result<Vec<QueueUrl>, SqsError> {
+            self.tick();
+            self.inner.dead_letter_sources(dlq).await
+        }
+    }
+}

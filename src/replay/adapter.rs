@@ -10,7 +10,7 @@ use aws_sdk_sqs::types::{
 use super::{DeadLetter, ReplayPort};
 use crate::sqs::{
     EntryFailure, OutgoingAttribute, OutgoingMessage, OutgoingValue, QueueUrl, SqsError, SqsQueues,
-    to_sdk_attribute,
+    entry_failures, to_sdk_attribute,
 };
 
 fn failed(op: &'static str, e: impl std::error::Error) -> SqsError {
@@ -98,14 +98,7 @@ impl ReplayPort for SqsQueues {
             .send()
             .await
             .map_err(|e| failed("SendMessageBatch", e))?;
-        Ok(out
-            .failed()
-            .iter()
-            .map(|f| EntryFailure {
-                id: f.id().to_owned(),
-                reason: format!("{}: {}", f.code(), f.message().unwrap_or_default()),
-            })
-            .collect())
+        Ok(entry_failures(out.failed()))
     }
 
     async fn delete_batch(
@@ -130,14 +123,7 @@ impl ReplayPort for SqsQueues {
             .send()
             .await
             .map_err(|e| failed("DeleteMessageBatch", e))?;
-        Ok(out
-            .failed()
-            .iter()
-            .map(|f| EntryFailure {
-                id: f.id().to_owned(),
-                reason: f.code().to_owned(),
-            })
-            .collect())
+        Ok(entry_failures(out.failed()))
     }
 
     async fn dead_letter_sources(&self, dlq: &QueueUrl) -> Result<Vec<QueueUrl>, SqsError> {

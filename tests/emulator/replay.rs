@@ -2,19 +2,15 @@
 //! and a send failing midway without losing anything.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_sdk_sqs::primitives::Blob;
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
+use mailroom::SqsQueues;
 use mailroom::poison::REASON_ATTRIBUTE;
 use mailroom::replay::{
-    Allowlist, DeadLetter, Filter, REPLAY_COUNT_ATTRIBUTE, ReplayError, ReplayPort, ReplayRequest,
-    replay,
+    Allowlist, Filter, REPLAY_COUNT_ATTRIBUTE, ReplayError, ReplayRequest, replay,
 };
-use mailroom::sqs::{
-    EntryFailure, OutgoingMessage, QueueArn, QueuePort, QueueUrl, SqsError, SqsQueues,
-    VisibilityChange,
-};
+use mailroom::testing::Instrumented;
 
 use crate::helpers::{Queue, TestBed, unique};
 
@@ -226,62 +222,6 @@ async fn queues_off_the_allowlist_are_refused_before_anything_moves() {
     assert_eq!(bed.depth(&dlq).await, (1, 0));
 }
 
-/// The real SQS port, with the `fail_at`-th SendMessageBatch call failing.
-struct FaultySends {
-    inner: SqsQueues,
-    fail_at: usize,
-    calls: AtomicUsize,
-}
-
-impl QueuePort for FaultySends {
-    async fn queue_url(&self, arn: &QueueArn) -> Result<QueueUrl, SqsError> {
-        self.inner.queue_url(arn).await
-    }
-    async fn dead_letter_target(&self, queue: &QueueUrl) -> Result<Option<QueueArn>, SqsError> {
-        self.inner.dead_letter_target(queue).await
-    }
-    async fn send(&self, queue: &QueueUrl, message: OutgoingMessage) -> Result<(), SqsError> {
-        self.inner.send(queue, message).await
-    }
-    async fn change_visibility(
-        &self,
-        queue: &QueueUrl,
-        entries: Vec<VisibilityChange>,
-    ) -> Result<Vec<EntryFailure>, SqsError> {
-        self.inner.change_visibility(queue, entries).await
-    }
-}
-
-impl ReplayPort for FaultySends {
-    async fn receive(
-        &self,
-        queue: &QueueUrl,
-        visibility_secs: u32,
-    ) -> Result<Vec<DeadLetter>, SqsError> {
-        self.inner.receive(queue, visibility_secs).await
-    }
-    async fn send_batch(
-        &self,
-        queue: &QueueUrl,
-        entries: Vec<(String, OutgoingMessage)>,
-    ) -> Result<Vec<EntryFailure>, SqsError> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at {
-            return Err(SqsError::new("SendMessageBatch", "injected fault"));
-        }
-        self.inner.send_batch(queue, entries).await
-    }
-    async fn delete_batch(
-        &self,
-        queue: &QueueUrl,
-        entries: Vec<(String, String)>,
-    ) -> Result<Vec<EntryFailure>, SqsError> {
-        self.inner.delete_batch(queue, entries).await
-    }
-    async fn dead_letter_sources(&self, dlq: &QueueUrl) -> Result<Vec<QueueUrl>, SqsError> {
-        self.inner.dead_letter_sources(dlq).await
-    }
-}
-
 #[tokio::test]
 async fn a_send_failing_midway_loses_nothing_and_a_rerun_finishes_the_job() {
     // GIVEN 25 dead letters, and a port whose second send batch fails
@@ -291,11 +231,7 @@ async fn a_send_failing_midway_loses_nothing_and_a_rerun_finishes_the_job() {
     for body in &all {
         dead_letter(&bed, &dlq, body, "r", None).await;
     }
-    let port = FaultySends {
-        inner: SqsQueues::new(bed.sqs.clone()),
-        fail_at: 2,
-        calls: AtomicUsize::new(0),
-    };
+    let port = Instrumented::new(SqsQueues::new(bed.sqs.clone())).failing_send_batch(2);
     let allowed = allow(&[&queue, &dlq]);
 
     // WHEN a run meets the fault
