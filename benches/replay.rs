@@ -11,10 +11,9 @@
 use std::path::Path;
 use std::time::Instant;
 
-use aws_sdk_sqs::config::{Credentials, Region};
-use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use mailroom::SqsQueues;
-use mailroom::local::Moto;
+use mailroom::local::{self, Moto};
 use mailroom::replay::{Allowlist, ReplayRequest, replay};
 use mailroom::testing::Instrumented;
 
@@ -42,22 +41,6 @@ async fn fill(sqs: &aws_sdk_sqs::Client, queue: &str, n: usize) {
         }
         req.send().await.expect("SendMessageBatch");
     }
-}
-
-async fn depth(sqs: &aws_sdk_sqs::Client, queue: &str) -> usize {
-    sqs.get_queue_attributes()
-        .queue_url(queue)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .send()
-        .await
-        .expect("attributes")
-        .attributes
-        .and_then(|a| {
-            a.get(&QueueAttributeName::ApproximateNumberOfMessages)?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
 }
 
 /// The baseline: receive one, send one, delete one.
@@ -113,12 +96,7 @@ async fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let moto =
         Moto::start(&Moto::venv(root)).expect("moto from the project venv (scripts/setup.sh)");
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(moto.endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
-        .load()
-        .await;
+    let config = local::emulator_config(moto.endpoint()).await;
     let sqs = aws_sdk_sqs::Client::new(&config);
 
     // Mailroom's replay.
@@ -135,7 +113,14 @@ async fn main() {
     let report = replay(&port, &allow, &request).await.expect("replay");
     let took = started.elapsed().as_secs_f64();
     assert_eq!(report.moved, n, "{report:?}");
-    assert_eq!(depth(&sqs, &target).await, n, "every message arrived");
+    let (arrived, _) = local::queue_depth(&sqs, &target.parse().expect("url"))
+        .await
+        .expect("depth");
+    assert_eq!(
+        usize::try_from(arrived).ok(),
+        Some(n),
+        "every message arrived"
+    );
     let calls = port.calls();
 
     // The baseline, on the same emulator.

@@ -1,20 +1,17 @@
 //! `mailroom demo`: topic → queue → example consumer → DLQ, on the local emulator.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use aws_sdk_sns::types::MessageAttributeValue;
-use aws_sdk_sqs::config::{Credentials, Region};
 use aws_sdk_sqs::types::QueueAttributeName;
-use mailroom::local::{Completion, EventSource, Moto};
+use mailroom::local::{self, Completion, EventSource, Moto, REGION};
 use mailroom::poison::REASON_ATTRIBUTE;
-use mailroom::sqs::{QueueArn, QueueUrl};
+use mailroom::sqs::QueueUrl;
 use mailroom::telemetry::MetricsSink;
 use mailroom::{Deadline, Engine, EngineConfig, Outcome, SqsEvent, SqsQueues};
 
-const REGION: &str = "us-east-1";
 const MAX_RECEIVE_COUNT: u32 = 3;
 
 /// Options of `mailroom demo`.
@@ -52,18 +49,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     println!("mailroom demo: local pipeline on the AWS emulator at {endpoint}");
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&endpoint)
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "mailroom-demo",
-        ))
-        .load()
-        .await;
+    let config = local::emulator_config(&endpoint).await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     let sns = aws_sdk_sns::Client::new(&config);
 
@@ -75,15 +61,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .await?
         .topic_arn
         .context("topic arn")?;
-    let (dlq_url, dlq_arn) = create_queue(&sqs, "mailroom-example-dlq", HashMap::new()).await?;
+    let (dlq_url, dlq_arn) = local::create_queue(&sqs, "mailroom-example-dlq", &[]).await?;
     let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn.as_str(), "maxReceiveCount": MAX_RECEIVE_COUNT});
-    let (queue_url, queue_arn) = create_queue(
+    let (queue_url, queue_arn) = local::create_queue(
         &sqs,
         "mailroom-example",
-        HashMap::from([
+        &[
             (QueueAttributeName::RedrivePolicy, redrive.to_string()),
             (QueueAttributeName::VisibilityTimeout, "1".to_owned()),
-        ]),
+        ],
     )
     .await?;
     sns.subscribe()
@@ -131,7 +117,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         let event: SqsEvent = source.receive().await?;
         if event.records.is_empty() {
             // Retried messages are in flight until their visibility ends: wait for them.
-            if queue_depth(&sqs, &queue_url).await? == 0 {
+            if local::queue_depth(&sqs, &queue_url).await? == (0, 0) {
                 break;
             }
             if Instant::now() > drain_by {
@@ -197,48 +183,6 @@ impl Totals {
         self.retried += failed;
         format!("{ok} succeeded, {poison} poisoned to the DLQ, {failed} to retry")
     }
-}
-
-async fn create_queue(
-    sqs: &aws_sdk_sqs::Client,
-    name: &str,
-    attributes: HashMap<QueueAttributeName, String>,
-) -> anyhow::Result<(QueueUrl, QueueArn)> {
-    let url = sqs
-        .create_queue()
-        .queue_name(name)
-        .set_attributes(Some(attributes))
-        .send()
-        .await?
-        .queue_url
-        .context("queue url")?;
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await?
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        .context("queue arn")?;
-    Ok((
-        url.parse().map_err(anyhow::Error::msg)?,
-        arn.parse().map_err(anyhow::Error::msg)?,
-    ))
-}
-
-/// Visible plus in-flight messages.
-async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &QueueUrl) -> anyhow::Result<u64> {
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(url.as_str())
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await?
-        .attributes
-        .unwrap_or_default();
-    Ok(attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum())
 }
 
 async fn read_dlq(

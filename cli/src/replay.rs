@@ -5,7 +5,6 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use aws_sdk_sqs::types::QueueAttributeName;
 use indicatif::{ProgressBar, ProgressStyle};
 use mailroom::SqsQueues;
 use mailroom::backoff::BackoffPolicy;
@@ -119,7 +118,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     if !args.dry_run && !args.yes {
         confirm(&source, request.target.as_ref())?;
     }
-    let depth = depth(&sqs, &source).await.unwrap_or(0);
+    let (depth, _) = mailroom::local::queue_depth(&sqs, &source)
+        .await
+        .unwrap_or_default();
     let bar = if args.json || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {
@@ -171,21 +172,6 @@ async fn resolve(sqs: &aws_sdk_sqs::Client, queue: &str) -> anyhow::Result<Queue
         .queue_url
         .context("no queue URL")?;
     url.parse().map_err(anyhow::Error::msg)
-}
-
-async fn depth(sqs: &aws_sdk_sqs::Client, queue: &QueueUrl) -> anyhow::Result<u64> {
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(queue.as_str())
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .send()
-        .await?
-        .attributes
-        .unwrap_or_default();
-    Ok(attrs
-        .get(&QueueAttributeName::ApproximateNumberOfMessages)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0))
 }
 
 fn filter(args: &Args) -> anyhow::Result<Filter> {

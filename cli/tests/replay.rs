@@ -3,69 +3,32 @@
 use std::path::Path;
 use std::process::Output;
 
-use aws_sdk_sqs::config::{Credentials, Region};
 use aws_sdk_sqs::types::QueueAttributeName;
-use mailroom::local::Moto;
+use mailroom::local::{self, Moto};
+use mailroom::sqs::{QueueArn, QueueUrl};
 
-async fn client(endpoint: &str) -> aws_sdk_sqs::Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "testing",
-            "testing",
-            None,
-            None,
-            "cli-tests",
-        ))
-        .load()
-        .await;
-    aws_sdk_sqs::Client::new(&config)
-}
-
+/// A queue, with a RedrivePolicy to `redrive_to` when given.
 async fn queue(
     sqs: &aws_sdk_sqs::Client,
     name: &str,
-    redrive_to: Option<&str>,
-) -> (String, String) {
-    let mut req = sqs.create_queue().queue_name(name);
-    if let Some(dlq_arn) = redrive_to {
-        req = req.attributes(
-            QueueAttributeName::RedrivePolicy,
-            format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"3"}}"#),
-        );
-    }
-    let url = req
-        .send()
+    redrive_to: Option<&QueueArn>,
+) -> (QueueUrl, QueueArn) {
+    let attrs: Vec<_> = redrive_to
+        .map(|dlq| {
+            let policy = format!(r#"{{"deadLetterTargetArn":"{dlq}","maxReceiveCount":"3"}}"#);
+            (QueueAttributeName::RedrivePolicy, policy)
+        })
+        .into_iter()
+        .collect();
+    local::create_queue(sqs, name, &attrs)
         .await
-        .expect("CreateQueue")
-        .queue_url
-        .expect("url");
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("attributes")
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        .expect("arn");
-    (url, arn)
+        .expect("queue created")
 }
 
-async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .expect("attributes")
-        .attributes
-        .unwrap_or_default();
-    attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum()
+/// Visible plus in-flight messages.
+async fn depth(sqs: &aws_sdk_sqs::Client, queue: &QueueUrl) -> u64 {
+    let (visible, in_flight) = local::queue_depth(sqs, queue).await.expect("depth");
+    visible + in_flight
 }
 
 fn mailroom(endpoint: &str, args: &[&str]) -> Output {
@@ -91,12 +54,12 @@ async fn dry_run_then_confirmation_then_replay() {
     ))
     .expect("moto");
     let endpoint = moto.endpoint().to_owned();
-    let sqs = client(&endpoint).await;
+    let sqs = aws_sdk_sqs::Client::new(&local::emulator_config(&endpoint).await);
     let (dlq, dlq_arn) = queue(&sqs, "cli-orders-dlq", None).await;
     let (source, _) = queue(&sqs, "cli-orders", Some(&dlq_arn)).await;
     for i in 0..3 {
         sqs.send_message()
-            .queue_url(&dlq)
+            .queue_url(dlq.as_str())
             .message_body(format!("m-{i}"))
             .send()
             .await

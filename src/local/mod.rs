@@ -15,7 +15,11 @@ use std::collections::{HashMap, HashSet};
 
 use aws_lambda_events::encodings::Base64Data;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use aws_sdk_sqs::config::{Credentials, Region};
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+};
 
 use crate::sqs::{MAX_BATCH_ENTRIES, QueueArn, QueueUrl, SqsError};
 
@@ -58,6 +62,88 @@ pub fn lambda_record(
     record.event_source_arn = Some(queue.as_str().to_owned());
     record.aws_region = Some(region.to_owned());
     record
+}
+
+/// The region local runs and tests use.
+pub const REGION: &str = "us-east-1";
+
+/// The SDK configuration for an emulator at `endpoint`: a fixed region and dummy credentials,
+/// so nothing reads the user's AWS profile and nothing can reach AWS.
+pub async fn emulator_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "mailroom-local",
+        ))
+        .load()
+        .await
+}
+
+/// Creates a queue with `attributes` and returns its URL and ARN.
+///
+/// # Errors
+/// When a call fails or the emulator returns no URL or ARN.
+pub async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    attributes: &[(QueueAttributeName, String)],
+) -> Result<(QueueUrl, QueueArn), SqsError> {
+    let mut req = sqs.create_queue().queue_name(name);
+    for (k, v) in attributes {
+        req = req.attributes(k.clone(), v);
+    }
+    let out = req
+        .send()
+        .await
+        .map_err(|e| SqsError::new("CreateQueue", DisplayErrorContext(e)))?;
+    let url: QueueUrl = out
+        .queue_url()
+        .ok_or_else(|| SqsError::new("CreateQueue", "no QueueUrl"))?
+        .parse()
+        .map_err(|e| SqsError::new("CreateQueue", e))?;
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(url.as_str())
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| SqsError::new("GetQueueAttributes", DisplayErrorContext(e)))?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .ok_or_else(|| SqsError::new("GetQueueAttributes", "no QueueArn"))?
+        .parse()
+        .map_err(|e| SqsError::new("GetQueueAttributes", e))?;
+    Ok((url, arn))
+}
+
+/// A queue's approximate `(visible, in flight)` message counts.
+///
+/// # Errors
+/// When the call fails.
+pub async fn queue_depth(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &QueueUrl,
+) -> Result<(u64, u64), SqsError> {
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(queue.as_str())
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .map_err(|e| SqsError::new("GetQueueAttributes", DisplayErrorContext(e)))?
+        .attributes
+        .unwrap_or_default();
+    let count = |k: &QueueAttributeName| attrs.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Ok((
+        count(&QueueAttributeName::ApproximateNumberOfMessages),
+        count(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    ))
 }
 
 fn base64_data(bytes: &[u8]) -> Base64Data {

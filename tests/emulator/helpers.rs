@@ -5,17 +5,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use aws_sdk_sqs::config::{Credentials, Region};
 use aws_sdk_sqs::types::QueueAttributeName;
 use std::future::Future;
 
-use mailroom::local::{Completion, EventSource, Moto};
+use mailroom::local::{self, Completion, EventSource, Moto, REGION};
 use mailroom::sqs::{QueueArn, QueueUrl};
 use mailroom::telemetry::MetricsSink;
 use mailroom::{BatchReport, Deadline, Engine, EngineConfig, Failure, Message, SqsQueues};
 use serde_json::Value;
-
-pub(crate) const REGION: &str = "us-east-1";
 
 /// The emulator's endpoint: `MAILROOM_TEST_ENDPOINT` if set, else a moto server started once
 /// for this test binary (it exits with the binary).
@@ -62,18 +59,7 @@ pub(crate) struct Queue {
 
 impl TestBed {
     pub(crate) async fn new() -> Self {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(endpoint())
-            .region(Region::new(REGION))
-            .credentials_provider(Credentials::new(
-                "testing",
-                "testing",
-                None,
-                None,
-                "mailroom-tests",
-            ))
-            .load()
-            .await;
+        let config = local::emulator_config(endpoint()).await;
         Self {
             sqs: aws_sdk_sqs::Client::new(&config),
             sns: aws_sdk_sns::Client::new(&config),
@@ -86,31 +72,10 @@ impl TestBed {
         name: &str,
         attributes: &[(QueueAttributeName, String)],
     ) -> Queue {
-        let mut req = self.sqs.create_queue().queue_name(name);
-        for (k, v) in attributes {
-            req = req.attributes(k.clone(), v);
-        }
-        let url = req
-            .send()
+        let (url, arn) = local::create_queue(&self.sqs, name, attributes)
             .await
-            .expect("CreateQueue")
-            .queue_url
-            .expect("url");
-        let arn = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("GetQueueAttributes")
-            .attributes
-            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-            .expect("QueueArn");
-        Queue {
-            url: url.parse().expect("queue url"),
-            arn: arn.parse().expect("queue arn"),
-        }
+            .expect("queue created");
+        Queue { url, arn }
     }
 
     /// A source queue and its DLQ, with a RedrivePolicy.
@@ -208,22 +173,9 @@ impl TestBed {
 
     /// (visible, in flight) message counts.
     pub(crate) async fn depth(&self, queue: &Queue) -> (u64, u64) {
-        let attrs = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(queue.url.as_str())
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
+        local::queue_depth(&self.sqs, &queue.url)
             .await
             .expect("GetQueueAttributes")
-            .attributes
-            .expect("attributes");
-        let n = |k: &QueueAttributeName| attrs.get(k).and_then(|v| v.parse().ok()).expect("count");
-        (
-            n(&QueueAttributeName::ApproximateNumberOfMessages),
-            n(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        )
     }
 
     /// Receives everything visible now (up to `max`), with all attributes, without deleting.
