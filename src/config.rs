@@ -47,6 +47,11 @@ pub struct EngineConfig {
     pub metrics: MetricsSink,
     /// A fixed jitter seed, for reproducible tests. Unset in production.
     pub jitter_seed: Option<u64>,
+    /// The ledger table (`MAILROOM_LEDGER_TABLE`): set, it turns idempotency on.
+    pub ledger_table: Option<String>,
+    /// The lease when the invocation has no deadline, as in local runs
+    /// (`MAILROOM_LEASE_SECS`, default 900, Lambda's longest timeout).
+    pub lease: Duration,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +68,8 @@ impl Default for EngineConfig {
             namespace: "Mailroom".to_owned(),
             metrics: MetricsSink::Stdout,
             jitter_seed: None,
+            ledger_table: None,
+            lease: Duration::from_secs(900),
         }
     }
 }
@@ -167,6 +174,18 @@ impl EngineConfig {
                 usize::try_from(v).unwrap_or(usize::MAX)
             });
         let namespace = get("MAILROOM_METRICS_NAMESPACE").unwrap_or(d.namespace);
+        let ledger_table = get("MAILROOM_LEDGER_TABLE").filter(|t| !t.trim().is_empty());
+        let lease = match parse("MAILROOM_LEASE_SECS")? {
+            Some(0) => {
+                return Err(ConfigError {
+                    variable: "MAILROOM_LEASE_SECS",
+                    value: "0".into(),
+                    problem: "must be at least 1".into(),
+                });
+            }
+            Some(secs) => Duration::from_secs(secs),
+            None => d.lease,
+        };
         Ok(Self {
             consumer,
             concurrency,
@@ -179,6 +198,8 @@ impl EngineConfig {
             namespace,
             metrics: MetricsSink::Stdout,
             jitter_seed: None,
+            ledger_table,
+            lease,
         })
     }
 }
@@ -204,6 +225,7 @@ mod tests {
         assert_eq!(c.deadline_margin, Duration::from_secs(2));
         assert_eq!(c.backoff, Some(BackoffPolicy::default()));
         assert_eq!(c.task_id, TaskIdSource::SnsMessageId);
+        assert_eq!(c.ledger_table, None, "idempotency is opt-in");
     }
 
     #[test]
@@ -219,8 +241,12 @@ mod tests {
                 "https://sqs.us-east-1.amazonaws.com/1/dlq",
             ),
             ("MAILROOM_TASK_ID", "attribute:task_id"),
+            ("MAILROOM_LEDGER_TABLE", "mailroom-ledger"),
+            ("MAILROOM_LEASE_SECS", "60"),
         ])
         .expect("valid");
+        assert_eq!(c.ledger_table.as_deref(), Some("mailroom-ledger"));
+        assert_eq!(c.lease, Duration::from_secs(60));
         assert_eq!(c.consumer, "orders-fn");
         assert_eq!(c.concurrency, 4);
         assert_eq!(c.fifo_mode, FifoMode::StopBatch);

@@ -29,8 +29,10 @@
 //! response naming exactly the records to retry.
 
 pub mod backoff;
+pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod ledger;
 pub mod local;
 pub mod message;
 pub mod outcome;

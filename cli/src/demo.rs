@@ -174,7 +174,7 @@ impl Totals {
         let (mut ok, mut poison, mut failed) = (0, 0, 0);
         for r in &report.records {
             match r.outcome {
-                Outcome::Succeeded => ok += 1,
+                Outcome::Succeeded | Outcome::Duplicate => ok += 1,
                 Outcome::Poisoned { .. } => poison += 1,
                 Outcome::Failed { .. } => failed += 1,
             }

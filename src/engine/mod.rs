@@ -22,7 +22,9 @@ use tokio::sync::OnceCell;
 use tracing::{Instrument, field};
 
 use crate::backoff::{BackoffPolicy, clamp_visibility};
+use crate::clock::ms;
 use crate::config::{ConfigError, EngineConfig, FifoMode};
+use crate::ledger::{Lease, Ledger};
 use crate::message::{Message, Received, RecordMeta, parse_iso8601_ms};
 use crate::outcome::{Backoff, Failure, FailureKind};
 use crate::poison::{Annotation, DeadLetter};
@@ -100,6 +102,9 @@ impl From<EngineError> for lambda_runtime::Diagnostic {
 pub enum Outcome {
     /// Processed; Lambda deletes it.
     Succeeded,
+    /// Skipped: the ledger says this task already succeeded at this consumer. Counts as a
+    /// success; Lambda deletes it.
+    Duplicate,
     /// Moved to the DLQ by the engine; reported done so it is not retried pointlessly.
     Poisoned {
         /// Why.
@@ -133,6 +138,10 @@ pub enum Cause {
     Halted,
     /// Poison, but the DLQ send failed or no DLQ is known; left to the queue's redrive.
     DeadLetterFailed,
+    /// Idempotency: another live invocation holds the task's lease; retried when it runs out.
+    LeaseHeld,
+    /// Idempotency: the ledger could not be reached, so the record was not run unguarded.
+    Ledger,
 }
 
 /// The result for one record.
@@ -194,6 +203,8 @@ pub struct Engine<Q> {
     rng: Mutex<fastrand::Rng>,
     /// The EMF directive per combination of optional metrics, serialised once.
     directives: [std::sync::OnceLock<Option<Box<serde_json::value::RawValue>>>; 4],
+    /// Idempotency, when configured.
+    ledger: Option<Ledger>,
 }
 
 /// One record on its way through the engine.
@@ -229,10 +240,16 @@ impl Engine<SqsQueues> {
     /// # Errors
     /// When a configuration variable does not parse.
     pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
-        Ok(Self::new(
-            EngineConfig::from_env()?,
-            SqsQueues::new(aws_sdk_sqs::Client::new(aws)),
-        ))
+        let config = EngineConfig::from_env()?;
+        let ledger = config
+            .ledger_table
+            .as_ref()
+            .map(|table| Ledger::new(aws_sdk_dynamodb::Client::new(aws), table));
+        let engine = Self::new(config, SqsQueues::new(aws_sdk_sqs::Client::new(aws)));
+        Ok(match ledger {
+            Some(ledger) => engine.with_ledger(ledger),
+            None => engine,
+        })
     }
 }
 
@@ -249,7 +266,33 @@ impl<Q: QueuePort> Engine<Q> {
             cold: AtomicBool::new(true),
             rng: Mutex::new(rng),
             directives: Default::default(),
+            ledger: None,
         }
+    }
+
+    /// Turns idempotency on: before a record runs the engine takes a lease on its task in
+    /// `ledger`, skips tasks that already succeeded at this consumer, retries tasks another
+    /// live invocation holds, and records every outcome. Records without a task id run
+    /// unguarded.
+    #[must_use]
+    pub fn with_ledger(mut self, ledger: Ledger) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// The ledger, when idempotency is on.
+    pub fn ledger(&self) -> Option<&Ledger> {
+        self.ledger.as_ref()
+    }
+
+    /// A fresh lease owner token.
+    fn lease_owner(&self) -> String {
+        let n = self
+            .rng
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .u64(..);
+        format!("{n:016x}")
     }
 
     /// The configuration.
@@ -311,6 +354,7 @@ impl<Q: QueuePort> Engine<Q> {
             source: source.as_ref(),
             fifo,
             deadline,
+            ledger_errors: std::sync::atomic::AtomicU32::new(0),
         };
         let limit = self.config.concurrency;
         let records = event.records.into_iter().enumerate();
@@ -336,7 +380,8 @@ impl<Q: QueuePort> Engine<Q> {
 
         self.apply_backoff(source.as_ref(), &mut done).await;
         let report = build_report(done)?;
-        self.emit_metrics(&report, started.elapsed(), &ages, cold_start);
+        let ledger_errors = ctx.ledger_errors.load(Ordering::Relaxed);
+        self.emit_metrics(&report, started.elapsed(), &ages, cold_start, ledger_errors);
         Ok(report)
     }
 
@@ -438,8 +483,15 @@ impl<Q: QueuePort> Engine<Q> {
         }
     }
 
-    fn emit_metrics(&self, report: &BatchReport, took: Duration, ages: &Ages, cold_start: bool) {
-        let mut counts = [0u32; 4];
+    fn emit_metrics(
+        &self,
+        report: &BatchReport,
+        took: Duration,
+        ages: &Ages,
+        cold_start: bool,
+        ledger_errors: u32,
+    ) {
+        let mut counts = [0u32; 5];
         for r in &report.records {
             let slot = match &r.outcome {
                 Outcome::Succeeded => 0,
@@ -449,13 +501,15 @@ impl<Q: QueuePort> Engine<Q> {
                 } => 1,
                 Outcome::Poisoned { .. } => 2,
                 Outcome::Failed { .. } => 3,
+                Outcome::Duplicate => 4,
             };
             counts[slot] += 1;
         }
-        let [succeeded, retried, poisoned, failed] = counts;
+        let [succeeded, retried, poisoned, failed, duplicates] = counts;
         tracing::info!(
             records = report.records.len(),
             succeeded,
+            duplicates,
             retried,
             poisoned,
             failed,
@@ -469,9 +523,10 @@ impl<Q: QueuePort> Engine<Q> {
             .metric(
                 "Records",
                 Unit::Count,
-                f64::from(succeeded + retried + poisoned + failed),
+                f64::from(succeeded + retried + poisoned + failed + duplicates),
             )
             .metric("Succeeded", Unit::Count, f64::from(succeeded))
+            .metric("Duplicates", Unit::Count, f64::from(duplicates))
             .metric("Retried", Unit::Count, f64::from(retried))
             .metric("Poisoned", Unit::Count, f64::from(poisoned))
             .metric("Failed", Unit::Count, f64::from(failed))
@@ -480,7 +535,8 @@ impl<Q: QueuePort> Engine<Q> {
                 Unit::Milliseconds,
                 took.as_secs_f64() * 1000.0,
             )
-            .metric("ColdStart", Unit::Count, if cold_start { 1.0 } else { 0.0 });
+            .metric("ColdStart", Unit::Count, if cold_start { 1.0 } else { 0.0 })
+            .metric("LedgerWriteFailed", Unit::Count, f64::from(ledger_errors));
         if let Some(age) = ages.queue_ms {
             emf = emf.metric("MessageAge", Unit::Milliseconds, age);
         }
@@ -505,6 +561,8 @@ struct RunCtx<'a, Q, F> {
     source: Option<&'a QueueArn>,
     fifo: bool,
     deadline: Deadline,
+    /// Outcomes the ledger could not record.
+    ledger_errors: std::sync::atomic::AtomicU32,
 }
 
 /// A finished record, with what the backoff step still needs.
@@ -587,6 +645,97 @@ where
                 Backoff::QueueDefault,
             );
         }
+        if let (Some(ledger), Some(task)) = (&self.engine.ledger, w.received.meta.task_id()) {
+            let task = task.to_owned();
+            // Boxed: only guarded consumers pay for the larger future.
+            return Box::pin(self.run_leased(ledger, task, w)).await;
+        }
+        self.attempt(w).await
+    }
+
+    /// Takes the task's lease, runs the record, and records the outcome in the ledger.
+    async fn run_leased<T, Fut>(&self, ledger: &Ledger, task: String, w: Work) -> Done
+    where
+        T: DeserializeOwned,
+        F: Fn(Message<T>) -> Fut,
+        Fut: Future<Output = Result<(), Failure>>,
+    {
+        let consumer = self.engine.config.consumer.as_str();
+        let owner = self.engine.lease_owner();
+        let now = ledger.clock().now_ms();
+        // The lease runs out with the invocation: a run that times out or dies never leaves
+        // the task stuck IN_PROGRESS beyond its deadline.
+        let until = now
+            + ms(self
+                .deadline
+                .remaining()
+                .unwrap_or(self.engine.config.lease));
+        let meta = &w.received.meta;
+        let published = meta
+            .sns
+            .as_ref()
+            .and_then(|sns| sns.timestamp.as_deref())
+            .and_then(parse_iso8601_ms)
+            .or(meta.sent_at_ms)
+            .and_then(|t| u64::try_from(t).ok());
+        match ledger
+            .acquire(&task, consumer, &owner, until, published)
+            .await
+        {
+            Ok(Lease::Acquired { attempt }) => {
+                tracing::debug!(attempt, "lease taken");
+            }
+            Ok(Lease::AlreadySucceeded) => {
+                tracing::info!("duplicate: the task already succeeded here; skipped");
+                return done(w, Outcome::Duplicate, Backoff::QueueDefault);
+            }
+            Ok(Lease::Held { until_ms }) => {
+                let wait =
+                    Duration::from_millis(until_ms.saturating_sub(now)).max(Duration::from_secs(1));
+                tracing::warn!(
+                    lease_until_ms = until_ms,
+                    "another invocation holds the task's lease; retrying later"
+                );
+                return fail(
+                    w,
+                    format!("ledger: lease held by another invocation until {until_ms}"),
+                    Cause::LeaseHeld,
+                    Backoff::After(wait),
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "ledger unavailable; not running the record unguarded");
+                return fail(w, format!("ledger: {e}"), Cause::Ledger, Backoff::Policy);
+            }
+        }
+        let d = self.attempt(w).await;
+        let written = match &d.report.outcome {
+            Outcome::Succeeded => ledger.succeed(&task, consumer).await,
+            Outcome::Poisoned { reason, .. } => {
+                ledger.dead_letter(&task, consumer, reason).await.map(drop)
+            }
+            Outcome::Failed { reason, .. } => {
+                ledger.fail(&task, consumer, &owner, reason).await.map(drop)
+            }
+            Outcome::Duplicate => Ok(()),
+        };
+        if let Err(e) = written {
+            // The message's fate stands (deleting a success is right even so); the pair stays
+            // IN_PROGRESS until its lease runs out, where the monitor's sweep sees it.
+            tracing::error!(error = %e, outcome = ?d.report.outcome, "ledger: could not record the outcome");
+            self.ledger_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        d
+    }
+
+    /// Decodes the record and runs the consumer on it.
+    async fn attempt<T, Fut>(&self, w: Work) -> Done
+    where
+        T: DeserializeOwned,
+        F: Fn(Message<T>) -> Fut,
+        Fut: Future<Output = Result<(), Failure>>,
+    {
+        let margin = self.engine.config.deadline_margin;
         let payload = match w.received.decode::<T>() {
             Ok(p) => p,
             Err(e) => {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use aws_sdk_sqs::types::QueueAttributeName;
 use std::future::Future;
 
+use mailroom::ledger::Ledger;
 use mailroom::local::{self, Completion, EventSource, Moto, REGION};
 use mailroom::sqs::{QueueArn, QueueUrl};
 use mailroom::telemetry::MetricsSink;
@@ -41,11 +42,13 @@ pub(crate) fn unique(stem: &str) -> String {
 pub(crate) struct TestBed {
     pub(crate) sqs: aws_sdk_sqs::Client,
     pub(crate) sns: aws_sdk_sns::Client,
+    pub(crate) dynamodb: aws_sdk_dynamodb::Client,
 }
 
 /// What one emulated invocation did.
 #[derive(Debug)]
 pub(crate) struct Invocation {
+    pub(crate) event: mailroom::SqsEvent,
     pub(crate) received: usize,
     pub(crate) report: BatchReport,
     pub(crate) completion: Completion,
@@ -63,7 +66,17 @@ impl TestBed {
         Self {
             sqs: aws_sdk_sqs::Client::new(&config),
             sns: aws_sdk_sns::Client::new(&config),
+            dynamodb: aws_sdk_dynamodb::Client::new(&config),
         }
+    }
+
+    /// A fresh ledger table, as template.yaml declares it, on `clock`.
+    pub(crate) async fn ledger(&self, clock: Arc<dyn mailroom::clock::Clock>) -> Ledger {
+        let table = unique("ledger");
+        mailroom::ledger::create_table(&self.dynamodb, &table)
+            .await
+            .expect("table created");
+        Ledger::new(self.dynamodb.clone(), table).with_clock(clock)
     }
 
     /// Creates a queue with the given attributes.
@@ -166,8 +179,27 @@ impl TestBed {
             .expect("complete");
         Invocation {
             received: event.records.len(),
+            event,
             report,
             completion,
+        }
+    }
+
+    /// Makes the records an invocation reported failed visible again now, instead of after
+    /// their backoff.
+    pub(crate) async fn make_visible(&self, queue: &Queue, run: &Invocation) {
+        let failed = run.report.failed_ids();
+        for r in &run.event.records {
+            if failed.contains(&r.message_id.as_deref().unwrap_or_default()) {
+                self.sqs
+                    .change_message_visibility()
+                    .queue_url(queue.url.as_str())
+                    .receipt_handle(r.receipt_handle.clone().expect("handle"))
+                    .visibility_timeout(0)
+                    .send()
+                    .await
+                    .expect("ChangeMessageVisibility");
+            }
         }
     }
 
@@ -229,4 +261,20 @@ impl TestBed {
             .message_id
             .expect("id")
     }
+}
+
+/// An SNS notification envelope, as SNS writes it to a queue without raw delivery.
+pub(crate) fn envelope(sns_message_id: &str, message: &str) -> String {
+    serde_json::json!({
+        "Type": "Notification",
+        "MessageId": sns_message_id,
+        "TopicArn": "arn:aws:sns:us-east-1:123456789012:mailroom-events",
+        "Message": message,
+        "Timestamp": "2026-01-01T00:00:00.000Z",
+        "SignatureVersion": "1",
+        "Signature": "EXAMPLE",
+        "SigningCertURL": "https://sns.us-east-1.amazonaws.com/cert.pem",
+        "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe"
+    })
+    .to_string()
 }

@@ -4,6 +4,7 @@
 mod backoff;
 mod fanout;
 mod helpers;
+mod ledger;
 mod poison;
 mod poller;
 mod redrive;

@@ -1,0 +1,356 @@
+//! Idempotency: the engine with a ledger table in the emulator's DynamoDB.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use mailroom::clock::{Clock, ManualClock, SystemClock};
+use mailroom::ledger::{Lease, State};
+use mailroom::{Cause, Failure, Message, Outcome};
+
+use crate::helpers::{TestBed, envelope};
+use crate::{Order, order_json};
+
+fn metric(metrics: &[serde_json::Value], name: &str) -> f64 {
+    metrics
+        .iter()
+        .map(|m| m[name].as_f64().unwrap_or(0.0))
+        .sum()
+}
+
+#[tokio::test]
+async fn a_duplicate_delivery_is_processed_once() {
+    // GIVEN a guarded consumer, and SNS delivering one task twice (two SQS messages, one
+    // SNS MessageId) plus a second task
+    let bed = TestBed::new().await;
+    let ledger = bed.ledger(Arc::new(SystemClock)).await;
+    let (queue, _dlq) = bed.queue_with_dlq("dup", 5, 30).await;
+    let (engine, metrics) = bed.engine(|c| c.consumer = "billing".into());
+    let engine = engine.with_ledger(ledger.clone());
+    for (task, order) in [("task-a", "o-1"), ("task-a", "o-1"), ("task-b", "o-2")] {
+        bed.send(&queue, &envelope(task, &order_json(order, 100)), &[])
+            .await;
+    }
+    let effects = AtomicU32::new(0);
+    let handler = |_: Message<Order>| {
+        effects.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<(), Failure>(()) }
+    };
+
+    // WHEN the batch runs, and whatever it hands back is delivered again
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        let run = bed.invoke(&queue, &engine, handler).await;
+        outcomes.extend(run.report.records.iter().map(|r| r.outcome.clone()));
+        if run.report.response.batch_item_failures.is_empty() {
+            break;
+        }
+        // The held duplicate comes back after its backoff; skip the wait.
+        bed.make_visible(&queue, &run).await;
+    }
+
+    // THEN each task had one side effect, the duplicate was skipped or held (never run
+    // twice), and the ledger says SUCCEEDED after one attempt
+    assert_eq!(effects.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == Outcome::Succeeded)
+            .count(),
+        2
+    );
+    assert!(
+        outcomes.iter().any(|o| *o == Outcome::Duplicate
+            || matches!(
+                o,
+                Outcome::Failed {
+                    cause: Cause::LeaseHeld,
+                    ..
+                }
+            )),
+        "{outcomes:?}"
+    );
+    for task in ["task-a", "task-b"] {
+        let e = ledger
+            .get(task, "billing")
+            .await
+            .expect("ledger call")
+            .expect("recorded");
+        assert_eq!((e.state, e.attempts), (State::Succeeded, 1), "{task}");
+    }
+    assert_eq!(bed.depth(&queue).await, (0, 0), "nothing left behind");
+
+    // AND a later redelivery of a done task is a duplicate, counted in the metrics
+    bed.send(&queue, &envelope("task-b", &order_json("o-2", 100)), &[])
+        .await;
+    let run = bed.invoke(&queue, &engine, handler).await;
+    assert_eq!(run.report.records[0].outcome, Outcome::Duplicate);
+    assert!(run.report.response.batch_item_failures.is_empty());
+    assert_eq!(effects.load(Ordering::SeqCst), 2);
+    let metrics = metrics.lock().expect("lock");
+    assert!(metric(&metrics, "Duplicates") >= 1.0, "{metrics:?}");
+}
+
+#[tokio::test]
+async fn a_lease_held_by_a_dead_invocation_expires_at_its_deadline() {
+    // GIVEN an invocation that took the lease on task-t until its deadline 30 s away, then died
+    let bed = TestBed::new().await;
+    let clock = Arc::new(ManualClock::starting_now());
+    let ledger = bed.ledger(clock.clone()).await;
+    let deadline = clock.now_ms() + 30_000;
+    let lease = ledger
+        .acquire("task-t", "billing", "dead-invocation", deadline, None)
+        .await
+        .expect("ledger call");
+    assert_eq!(lease, Lease::Acquired { attempt: 1 });
+    let (queue, _dlq) = bed.queue_with_dlq("lease", 5, 30).await;
+    let (engine, _) = bed.engine(|c| c.consumer = "billing".into());
+    let engine = engine.with_ledger(ledger.clone());
+    let effects = AtomicU32::new(0);
+    let handler = |_: Message<Order>| {
+        effects.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<(), Failure>(()) }
+    };
+    bed.send(&queue, &envelope("task-t", &order_json("o-t", 1)), &[])
+        .await;
+
+    // WHEN the message comes back before the deadline
+    let run = bed.invoke(&queue, &engine, handler).await;
+
+    // THEN it is not run, and comes back when the lease runs out
+    let Outcome::Failed {
+        cause: Cause::LeaseHeld,
+        visibility_secs,
+        ..
+    } = &run.report.records[0].outcome
+    else {
+        panic!("{:?}", run.report.records[0].outcome)
+    };
+    assert_eq!(*visibility_secs, Some(30));
+    assert_eq!(effects.load(Ordering::SeqCst), 0);
+
+    // WHEN the clock passes the dead invocation's deadline and the message comes back
+    clock.advance(Duration::from_secs(31));
+    bed.make_visible(&queue, &run).await;
+    let run = bed.invoke(&queue, &engine, handler).await;
+
+    // THEN it runs, as the second attempt, and succeeds
+    assert_eq!(run.report.records[0].outcome, Outcome::Succeeded);
+    assert_eq!(effects.load(Ordering::SeqCst), 1);
+    let e = ledger
+        .get("task-t", "billing")
+        .await
+        .expect("ledger call")
+        .expect("recorded");
+    assert_eq!(
+        (e.state, e.attempts, e.lease_until_ms),
+        (State::Succeeded, 2, None)
+    );
+}
+
+#[tokio::test]
+async fn the_engine_records_failure_poison_and_success_with_their_reasons() {
+    let bed = TestBed::new().await;
+    let ledger = bed.ledger(Arc::new(SystemClock)).await;
+    let (queue, dlq) = bed.queue_with_dlq("states", 5, 30).await;
+    let (engine, _) = bed.engine(|c| {
+        c.consumer = "billing".into();
+        c.backoff = None;
+    });
+    let engine = engine.with_ledger(ledger.clone());
+    bed.send(&queue, &envelope("task-retry", &order_json("o-r", 1)), &[])
+        .await;
+    bed.send(&queue, &envelope("task-poison", &order_json("o-p", 0)), &[])
+        .await;
+    bed.send(&queue, &envelope("task-garbled", "not json"), &[])
+        .await;
+    let fail_first = AtomicU32::new(0);
+    let handler = |m: Message<Order>| {
+        let first = m.payload.order_id == "o-r" && fail_first.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            match m.payload.amount_cents {
+                0 => Err(Failure::poison("amount must be positive")),
+                _ if first => Err(Failure::retry("payments API 503")),
+                _ => Ok(()),
+            }
+        }
+    };
+
+    // WHEN the batch runs once
+    let run = bed.invoke(&queue, &engine, handler).await;
+
+    // THEN the retry is FAILED with its error, the poison DEAD_LETTERED with its reason
+    // (decode failures too), and both poison records are in the DLQ
+    let get = |t: &'static str| {
+        let ledger = ledger.clone();
+        async move {
+            ledger
+                .get(t, "billing")
+                .await
+                .expect("ledger call")
+                .expect(t)
+        }
+    };
+    let retry = get("task-retry").await;
+    assert_eq!(retry.state, State::Failed);
+    assert_eq!(retry.last_error.as_deref(), Some("payments API 503"));
+    let poison = get("task-poison").await;
+    assert_eq!(poison.state, State::DeadLettered);
+    assert_eq!(
+        poison.last_error.as_deref(),
+        Some("amount must be positive")
+    );
+    let garbled = get("task-garbled").await;
+    assert_eq!(garbled.state, State::DeadLettered);
+    assert!(garbled.last_error.expect("reason").starts_with("decode:"));
+    assert_eq!(bed.drain_visible(&dlq, 10).await.len(), 2);
+
+    // WHEN the failed record comes back
+    bed.make_visible(&queue, &run).await;
+    bed.invoke(&queue, &engine, handler).await;
+
+    // THEN it succeeded on its second attempt, and the last error is kept for the record
+    let retry = get("task-retry").await;
+    assert_eq!((retry.state, retry.attempts), (State::Succeeded, 2));
+    assert_eq!(retry.last_error.as_deref(), Some("payments API 503"));
+}
+
+#[tokio::test]
+async fn completion_before_registration_keeps_the_consumers_state() {
+    let bed = TestBed::new().await;
+    let ledger = bed.ledger(Arc::new(SystemClock)).await;
+
+    // GIVEN a consumer that finished task-o before the monitor saw the publish
+    let lease = ledger
+        .acquire("task-o", "billing", "inv-1", u64::MAX, Some(1_000))
+        .await
+        .expect("ledger call");
+    assert_eq!(lease, Lease::Acquired { attempt: 1 });
+    ledger
+        .succeed("task-o", "billing")
+        .await
+        .expect("ledger call");
+
+    // WHEN the monitor registers the task for both expected consumers
+    let billing_new = ledger
+        .register("task-o", "billing", Some(1_000))
+        .await
+        .expect("ledger call");
+    let mail_new = ledger
+        .register("task-o", "mailer", Some(1_000))
+        .await
+        .expect("ledger call");
+
+    // THEN billing stays SUCCEEDED (and closed), mailer is RECEIVED (and open)
+    assert!(!billing_new);
+    assert!(mail_new);
+    let states: Vec<(String, State)> = ledger
+        .task("task-o")
+        .await
+        .expect("ledger call")
+        .into_iter()
+        .map(|e| (e.consumer, e.state))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ("billing".into(), State::Succeeded),
+            ("mailer".into(), State::Received)
+        ]
+    );
+    let open: Vec<String> = ledger
+        .open_before(u64::MAX)
+        .await
+        .expect("ledger call")
+        .into_iter()
+        .filter(|e| e.task_id == "task-o")
+        .map(|e| e.consumer)
+        .collect();
+    assert_eq!(open, vec!["mailer".to_owned()]);
+
+    // AND a second registration (SNS delivered the publish twice) changes nothing
+    assert!(
+        !ledger
+            .register("task-o", "mailer", Some(1_000))
+            .await
+            .expect("ledger call")
+    );
+}
+
+#[tokio::test]
+async fn replay_and_parking_move_a_dead_letter_on_and_nothing_reopens_a_success() {
+    let bed = TestBed::new().await;
+    let ledger = bed.ledger(Arc::new(SystemClock)).await;
+    ledger
+        .dead_letter("task-d", "billing", "amount must be positive")
+        .await
+        .expect("ledger call");
+    assert!(
+        ledger
+            .replayed("task-d", "billing")
+            .await
+            .expect("ledger call")
+    );
+    assert_eq!(
+        ledger
+            .get("task-d", "billing")
+            .await
+            .expect("ledger call")
+            .expect("ledger call")
+            .state,
+        State::Replayed
+    );
+    assert!(
+        ledger
+            .park("task-d", "billing", "replayed 3 times")
+            .await
+            .expect("ledger call")
+    );
+    let parked = ledger
+        .get("task-d", "billing")
+        .await
+        .expect("ledger call")
+        .expect("recorded");
+    assert_eq!(parked.state, State::Parked);
+    assert_eq!(parked.last_error.as_deref(), Some("replayed 3 times"));
+    assert!(
+        ledger
+            .open_before(u64::MAX)
+            .await
+            .expect("ledger call")
+            .iter()
+            .all(|e| e.task_id != "task-d")
+    );
+
+    ledger
+        .succeed("task-s", "billing")
+        .await
+        .expect("ledger call");
+    assert!(
+        !ledger
+            .dead_letter("task-s", "billing", "late poison")
+            .await
+            .expect("ledger call")
+    );
+    assert!(
+        !ledger
+            .replayed("task-s", "billing")
+            .await
+            .expect("ledger call")
+    );
+    assert!(
+        !ledger
+            .fail("task-s", "billing", "anyone", "late failure")
+            .await
+            .expect("ledger call")
+    );
+    assert_eq!(
+        ledger
+            .get("task-s", "billing")
+            .await
+            .expect("ledger call")
+            .expect("ledger call")
+            .state,
+        State::Succeeded
+    );
+}
