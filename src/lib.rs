@@ -35,6 +35,7 @@ pub mod engine;
 pub mod ledger;
 pub mod local;
 pub mod message;
+pub mod monitor;
 pub mod outcome;
 pub mod poison;
 pub mod replay;

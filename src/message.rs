@@ -26,6 +26,14 @@ pub struct Message<T> {
     meta: Arc<RecordMeta>,
 }
 
+impl Message<()> {
+    /// Everything known about a record's delivery, without decoding its payload: for code
+    /// that routes on metadata alone, such as the task monitor's registration.
+    pub fn metadata(record: SqsMessage, task_id: &TaskIdSource) -> Self {
+        Self::new((), Received::new(record, task_id).meta)
+    }
+}
+
 impl<T> Message<T> {
     pub(crate) fn new(payload: T, meta: Arc<RecordMeta>) -> Self {
         Self { payload, meta }

@@ -82,6 +82,11 @@ impl fmt::Display for QueueArn {
 pub struct QueueUrl(String);
 
 impl QueueUrl {
+    /// The queue's name: the URL's last path segment.
+    pub fn name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or_default()
+    }
+
     /// The URL as text.
     pub fn as_str(&self) -> &str {
         &self.0
