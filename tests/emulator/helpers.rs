@@ -70,6 +70,31 @@ impl TestBed {
         }
     }
 
+    /// A new SNS topic; returns its ARN.
+    pub(crate) async fn topic(&self, stem: &str) -> String {
+        self.sns
+            .create_topic()
+            .name(unique(stem))
+            .send()
+            .await
+            .expect("CreateTopic")
+            .topic_arn
+            .expect("arn")
+    }
+
+    /// Subscribes `queue` to `topic`, raw or enveloped. (moto does not check queue policies.)
+    pub(crate) async fn subscribe(&self, topic: &str, queue: &Queue, raw: bool) {
+        self.sns
+            .subscribe()
+            .topic_arn(topic)
+            .protocol("sqs")
+            .endpoint(queue.arn.as_str())
+            .attributes("RawMessageDelivery", raw.to_string())
+            .send()
+            .await
+            .expect("Subscribe");
+    }
+
     /// A fresh ledger table, as template.yaml declares it, on `clock`.
     pub(crate) async fn ledger(&self, clock: Arc<dyn mailroom::clock::Clock>) -> Ledger {
         let table = unique("ledger");

@@ -5,6 +5,7 @@ mod backoff;
 mod fanout;
 mod helpers;
 mod ledger;
+mod monitor;
 mod poison;
 mod poller;
 mod redrive;
