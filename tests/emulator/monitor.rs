@@ -81,7 +81,7 @@ async fn tasks_register_per_expected_consumer_and_move_through_the_buckets() {
     let inbox = bed.queue(&unique("alerts-inbox"), &[]).await;
     bed.subscribe(&alerts_topic, &inbox, true).await;
     let monitor = monitor(&bed, ledger.clone(), |c| {
-        c.alerts_topic = Some(alerts_topic.clone())
+        c.alerts_topic = Some(alerts_topic.clone());
     });
 
     // WHEN two tasks are published and the monitor's queue is processed
