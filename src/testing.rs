@@ -137,3 +137,92 @@ mod instrumented {
         }
     }
 }
+
+/// A function binary under AWS's Runtime Interface Emulator (the one `sam local invoke` runs,
+/// from the aws-sam-cli wheel in the project venv), on two free loopback ports. It stops when
+/// dropped.
+#[derive(Debug)]
+pub struct Rie {
+    _child: tokio::process::Child,
+    api: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl Rie {
+    /// `aws-lambda-rie-x86_64` inside the venv's samcli package.
+    ///
+    /// # Panics
+    /// When the venv or aws-sam-cli is missing: run `scripts/setup.sh`.
+    pub fn emulator() -> PathBuf {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let lib = crate::local::Moto::venv(&root).join("lib");
+        std::fs::read_dir(&lib)
+            .expect("the venv exists: run scripts/setup.sh")
+            .filter_map(Result::ok)
+            .map(|d| {
+                d.path()
+                    .join("site-packages/samcli/local/rapid/aws-lambda-rie-x86_64")
+            })
+            .find(|p| p.exists())
+            .expect("aws-sam-cli is in the venv: run scripts/setup.sh")
+    }
+
+    /// Starts `binary` under the emulator with only `env` (plus `PATH`) in its environment.
+    ///
+    /// # Panics
+    /// When the emulator cannot start.
+    pub fn start(binary: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        let (api, runtime) = (free_port(), free_port());
+        let mut command = tokio::process::Command::new(Self::emulator());
+        command
+            .arg("--runtime-interface-emulator-address")
+            .arg(format!("127.0.0.1:{api}"))
+            .arg("--runtime-api-address")
+            .arg(format!("127.0.0.1:{runtime}"))
+            .arg(binary)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        Self {
+            _child: command.spawn().expect("the RIE starts"),
+            api,
+        }
+    }
+
+    /// Invokes the function with `event` the way `sam local invoke` does, waiting up to 20 s
+    /// for the emulator to come up, and returns the function's JSON answer.
+    ///
+    /// # Panics
+    /// When the emulator never answers or the answer is not JSON.
+    pub async fn invoke(&self, event: &[u8]) -> serde_json::Value {
+        let client = reqwest::Client::new();
+        let url = format!(
+            "http://127.0.0.1:{}/2015-03-31/functions/function/invocations",
+            self.api
+        );
+        let started = std::time::Instant::now();
+        let response = loop {
+            match client.post(&url).body(event.to_vec()).send().await {
+                Ok(r) => break r,
+                Err(e)
+                    if e.is_connect() && started.elapsed() < std::time::Duration::from_secs(20) =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("the RIE never answered: {e}"),
+            }
+        };
+        let bytes = response.bytes().await.expect("a response body");
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
+    }
+}

@@ -1,0 +1,124 @@
+//! The task monitor's three triggers, told apart by the event's shape:
+//!
+//! * an SQS batch from the monitor's queue on the events topic: registration, answered with
+//!   a partial batch response;
+//! * an EventBridge scheduled event: a sweep, answered with its report (a failed sweep is a
+//!   function error, so the `Errors` alarm sees it);
+//! * a Lambda Function URL request: the status API, answered with an HTTP response.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_lambda_events::lambda_function_urls::{
+    LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
+};
+use aws_lambda_events::sqs::SqsEvent;
+use mailroom::monitor::status::route;
+use mailroom::monitor::{Monitor, MonitorError};
+use serde_json::Value;
+
+/// What an invocation carried.
+#[derive(Debug)]
+pub enum Trigger {
+    /// Published tasks to register.
+    Registration(SqsEvent),
+    /// The schedule: sweep.
+    Sweep(Box<EventBridgeEvent>),
+    /// A status API request.
+    Status(Box<LambdaFunctionUrlRequest>),
+}
+
+/// Why an invocation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The event is none of the three triggers.
+    #[error("unrecognised event: {0}")]
+    Unrecognised(String),
+    /// The event looked like a trigger but did not parse as one.
+    #[error("malformed {kind} event: {source}")]
+    Malformed {
+        /// Which trigger it looked like.
+        kind: &'static str,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// The sweep could not complete.
+    #[error("sweep failed: {0}")]
+    Sweep(#[from] MonitorError),
+}
+
+impl From<Error> for lambda_runtime::Diagnostic {
+    fn from(e: Error) -> Self {
+        let error_type = match e {
+            Error::Unrecognised(_) => "Mailroom.UnrecognisedEvent",
+            Error::Malformed { .. } => "Mailroom.MalformedEvent",
+            Error::Sweep(_) => "Mailroom.SweepFailed",
+        };
+        Self {
+            error_type: error_type.to_owned(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+impl Trigger {
+    /// Tells the trigger from the event's shape.
+    ///
+    /// # Errors
+    /// When the event is none of them, or does not parse as the one it looks like.
+    pub fn of(event: Value) -> Result<Self, Error> {
+        let malformed = |kind: &'static str| move |source| Error::Malformed { kind, source };
+        if event.get("Records").is_some() {
+            return serde_json::from_value(event)
+                .map(Self::Registration)
+                .map_err(malformed("SQS"));
+        }
+        if event.get("detail-type").is_some() {
+            return serde_json::from_value(event)
+                .map(|e| Self::Sweep(Box::new(e)))
+                .map_err(malformed("EventBridge"));
+        }
+        if event.pointer("/requestContext/http").is_some() {
+            return serde_json::from_value(event)
+                .map(|r| Self::Status(Box::new(r)))
+                .map_err(malformed("Function URL"));
+        }
+        let mut shown = event.to_string();
+        shown.truncate(200);
+        Err(Error::Unrecognised(shown))
+    }
+}
+
+/// Handles one invocation.
+///
+/// # Errors
+/// An unrecognised or malformed event, or a sweep that could not complete.
+pub async fn handle(monitor: &Monitor, event: Value) -> Result<Value, Error> {
+    match Trigger::of(event)? {
+        Trigger::Registration(batch) => {
+            let response = monitor.register(batch).await;
+            Ok(serde_json::to_value(response).unwrap_or(Value::Null))
+        }
+        Trigger::Sweep(_) => {
+            let report = monitor.sweep().await?;
+            Ok(serde_json::to_value(report).unwrap_or(Value::Null))
+        }
+        Trigger::Status(request) => {
+            let method = request
+                .request_context
+                .http
+                .method
+                .as_deref()
+                .unwrap_or("GET");
+            let path = request.raw_path.as_deref().unwrap_or("/");
+            let query = request.raw_query_string.as_deref().unwrap_or("");
+            let reply = route(monitor, method, path, query).await;
+            let mut response = LambdaFunctionUrlResponse::default();
+            response.status_code = i64::from(reply.status);
+            response.headers.insert(
+                "content-type",
+                "application/json".parse().expect("a valid header value"),
+            );
+            response.body = Some(reply.body.to_string());
+            Ok(serde_json::to_value(response).unwrap_or(Value::Null))
+        }
+    }
+}
