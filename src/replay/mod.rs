@@ -18,7 +18,11 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use aws_lambda_events::sqs::{SqsMessage, SqsMessageAttribute};
+
 use crate::backoff::BackoffPolicy;
+use crate::ledger::Ledger;
+use crate::message::{Message, TaskIdSource};
 use crate::poison::REASON_ATTRIBUTE;
 use crate::sqs::{
     DEFAULT_MAX_MESSAGE_BYTES, EntryFailure, MAX_BATCH_ENTRIES, MAX_MESSAGE_ATTRIBUTES,
@@ -139,6 +143,56 @@ pub struct ReplayRequest {
     pub max_replays: u32,
     /// Delay each re-sent message (standard queues only), full jitter, capped at 900 s.
     pub backoff: Option<BackoffPolicy>,
+    /// Where to record each move (`REPLAYED`) and park (`PARKED`, with the reason).
+    pub ledger: Option<LedgerMark>,
+}
+
+/// Records replay's outcome for each message in the task ledger.
+#[derive(Debug, Clone)]
+pub struct LedgerMark {
+    /// The ledger.
+    pub ledger: Ledger,
+    /// The consumer whose DLQ this is.
+    pub consumer: String,
+    /// Where the task id comes from, as the consumer reads it.
+    pub task_id: TaskIdSource,
+}
+
+impl LedgerMark {
+    /// Marks the message's task `REPLAYED`, or `PARKED` with `reason`. A ledger failure is
+    /// logged: the message itself has already moved safely, and the monitor still sees the
+    /// pair open.
+    async fn record(&self, m: &DeadLetter, parked: Option<&str>) {
+        let Some(task) = task_id_of(m, &self.task_id) else {
+            tracing::debug!(message_id = %m.message_id, "no task id; nothing to mark in the ledger");
+            return;
+        };
+        let written = match parked {
+            Some(reason) => self.ledger.park(&task, &self.consumer, reason).await,
+            None => self.ledger.replayed(&task, &self.consumer).await,
+        };
+        if let Err(e) = written {
+            tracing::warn!(task_id = %task, error = %e, "replay: could not mark the ledger");
+        }
+    }
+}
+
+/// The task id of a dead letter, read the way the consumer's engine reads it.
+fn task_id_of(m: &DeadLetter, source: &TaskIdSource) -> Option<String> {
+    let mut record = SqsMessage::default();
+    record.message_id = Some(m.message_id.clone());
+    record.body = Some(m.body.clone());
+    for (name, a) in &m.attributes {
+        if let OutgoingValue::Text(t) = &a.value {
+            let mut attr = SqsMessageAttribute::default();
+            attr.data_type = Some(a.data_type.clone());
+            attr.string_value = Some(t.clone());
+            record.message_attributes.insert(name.clone(), attr);
+        }
+    }
+    Message::metadata(record, source)
+        .task_id()
+        .map(str::to_owned)
 }
 
 impl ReplayRequest {
@@ -155,6 +209,7 @@ impl ReplayRequest {
             time_budget: None,
             max_replays: 3,
             backoff: None,
+            ledger: None,
         }
     }
 }
@@ -391,6 +446,16 @@ pub async fn replay_with_progress<P: ReplayPort>(
                     report.duplicated += 1;
                 }
                 report.done(&s.2, parked);
+                if let Some(mark) = &request.ledger {
+                    let reason = parked.then(|| match s.1.attributes.get(PARKED_ATTRIBUTE) {
+                        Some(OutgoingAttribute {
+                            value: OutgoingValue::Text(t),
+                            ..
+                        }) => t.as_str(),
+                        _ => "parked",
+                    });
+                    mark.record(&s.2, reason).await;
+                }
             }
             if request
                 .max_messages

@@ -8,7 +8,7 @@ use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
 use mailroom::SqsQueues;
 use mailroom::poison::REASON_ATTRIBUTE;
 use mailroom::replay::{
-    Allowlist, Filter, REPLAY_COUNT_ATTRIBUTE, ReplayError, ReplayRequest, replay,
+    Allowlist, Filter, LedgerMark, REPLAY_COUNT_ATTRIBUTE, ReplayError, ReplayRequest, replay,
 };
 use mailroom::testing::Instrumented;
 
@@ -251,4 +251,65 @@ async fn a_send_failing_midway_loses_nothing_and_a_rerun_finishes_the_job() {
     assert_eq!((second.moved, second.failed), (10, 0), "{second:?}");
     assert_eq!(bed.depth(&dlq).await, (0, 0));
     assert_eq!(bodies(&bed.drain_visible(&queue, 30).await), all);
+}
+
+#[tokio::test]
+async fn replay_marks_the_ledger_replayed_and_parked_with_the_reason() {
+    // GIVEN two dead-lettered tasks in the ledger and their enveloped messages in the DLQ,
+    // one already replayed to the maximum
+    let bed = TestBed::new().await;
+    let ledger = bed
+        .ledger(std::sync::Arc::new(mailroom::clock::SystemClock))
+        .await;
+    let (queue, dlq) = bed.queue_with_dlq("replay-ledger", 3, 30).await;
+    let parking = bed.queue(&unique("parking"), &[]).await;
+    for task in ["task-back", "task-tired"] {
+        ledger
+            .dead_letter(task, "billing", "amount must be positive")
+            .await
+            .expect("ledger");
+    }
+    bed.send(&dlq, &crate::helpers::envelope("task-back", "{}"), &[])
+        .await;
+    bed.sqs
+        .send_message()
+        .queue_url(dlq.url.as_str())
+        .message_body(crate::helpers::envelope("task-tired", "{}"))
+        .message_attributes(REPLAY_COUNT_ATTRIBUTE, text("Number", "3"))
+        .send()
+        .await
+        .expect("SendMessage");
+
+    // WHEN replay runs with the ledger mark
+    let mut request = ReplayRequest::new(dlq.url.clone());
+    request.parking_lot = Some(parking.url.clone());
+    request.ledger = Some(LedgerMark {
+        ledger: ledger.clone(),
+        consumer: "billing".into(),
+        task_id: mailroom::message::TaskIdSource::default(),
+    });
+    let port = SqsQueues::new(bed.sqs.clone());
+    let report = replay(&port, &allow(&[&queue, &dlq, &parking]), &request)
+        .await
+        .expect("replay");
+
+    // THEN the moved task is REPLAYED (still open: its consumer must finish it) and the parked
+    // one PARKED with replay's reason (closed: the parking lot's depth check watches it)
+    assert_eq!((report.moved, report.parked), (1, 1), "{report:?}");
+    let back = ledger
+        .get("task-back", "billing")
+        .await
+        .expect("ledger")
+        .expect("entry");
+    assert_eq!(back.state, mailroom::ledger::State::Replayed);
+    let tired = ledger
+        .get("task-tired", "billing")
+        .await
+        .expect("ledger")
+        .expect("entry");
+    assert_eq!(tired.state, mailroom::ledger::State::Parked);
+    assert_eq!(
+        tired.last_error.as_deref(),
+        Some("replayed 3 times, the maximum is 3")
+    );
 }

@@ -4,9 +4,14 @@
 //! [`mailroom::replay::ReplayReport`]. Which queues may be touched comes from configuration,
 //! never from the request.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use mailroom::replay::{Allowlist, ReplayError, ReplayPort, ReplayReport, RequestJson, replay};
+use mailroom::ledger::Ledger;
+use mailroom::message::TaskIdSource;
+use mailroom::replay::{
+    Allowlist, LedgerMark, ReplayError, ReplayPort, ReplayReport, RequestJson, replay,
+};
 use mailroom::sqs::QueueUrl;
 use mailroom::telemetry::MetricsSink;
 
@@ -21,6 +26,11 @@ pub struct Config {
     pub margin: Duration,
     /// The EMF namespace (`MAILROOM_METRICS_NAMESPACE`, default `Mailroom`).
     pub namespace: String,
+    /// Whose DLQ each queue is, by queue name, for the ledger's `REPLAYED` and `PARKED`
+    /// marks (`MAILROOM_REPLAY_CONSUMERS`: `orders-dlq=orders,…`).
+    pub consumers: HashMap<String, String>,
+    /// Where the task id comes from (`MAILROOM_TASK_ID`, as for the consumers).
+    pub task_id: TaskIdSource,
 }
 
 /// Why an invocation failed before replaying anything.
@@ -83,7 +93,31 @@ impl Config {
             })
             .transpose()?
             .map_or(Duration::from_secs(5), Duration::from_millis);
+        let consumers = get("MAILROOM_REPLAY_CONSUMERS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|pair| {
+                pair.split_once('=')
+                    .map(|(q, c)| (q.trim().to_owned(), c.trim().to_owned()))
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "MAILROOM_REPLAY_CONSUMERS: `{pair}` is not queue=consumer"
+                        ))
+                    })
+            })
+            .collect::<Result<HashMap<_, _>, _>>()?;
+        let task_id = get("MAILROOM_TASK_ID")
+            .map(|v| {
+                v.parse()
+                    .map_err(|e| Error::Config(format!("MAILROOM_TASK_ID: {e}")))
+            })
+            .transpose()?
+            .unwrap_or_default();
         Ok(Self {
+            consumers,
+            task_id,
             allowlist: Allowlist::new(allowed),
             parking_lot,
             margin,
@@ -92,13 +126,15 @@ impl Config {
     }
 }
 
-/// Runs one replay, stopping cleanly `margin` before `remaining` runs out.
+/// Runs one replay, stopping cleanly `margin` before `remaining` runs out. With a ledger,
+/// and the DLQ's consumer known from configuration, each move and park is marked in it.
 ///
 /// # Errors
 /// When the request is invalid or the replay cannot start; per-message failures are in the report.
 pub async fn handle<P: ReplayPort>(
     port: &P,
     config: &Config,
+    ledger: Option<&Ledger>,
     request: RequestJson,
     remaining: Option<Duration>,
     metrics: &MetricsSink,
@@ -108,6 +144,14 @@ pub async fn handle<P: ReplayPort>(
         request.parking_lot.clone_from(&config.parking_lot);
     }
     request.time_budget = remaining.map(|r| r.saturating_sub(config.margin));
+    let consumer = config.consumers.get(request.source.name());
+    if let (Some(ledger), Some(consumer)) = (ledger, consumer) {
+        request.ledger = Some(LedgerMark {
+            ledger: ledger.clone(),
+            consumer: consumer.clone(),
+            task_id: config.task_id.clone(),
+        });
+    }
     let report = replay(port, &config.allowlist, &request).await?;
     report.emit(&config.namespace, metrics);
     Ok(report)
@@ -132,5 +176,24 @@ mod tests {
                 .allows(&"https://sqs.local/orders-dlq".parse().expect("url"))
         );
         assert_eq!(c.margin, Duration::from_secs(5));
+        assert!(c.consumers.is_empty());
+        let c = Config::from_lookup(|k| match k {
+            "MAILROOM_REPLAY_ALLOWLIST" => Some("orders-dlq".into()),
+            "MAILROOM_REPLAY_CONSUMERS" => Some("orders-dlq=orders, x-dlq=x".into()),
+            _ => None,
+        })
+        .expect("valid");
+        assert_eq!(
+            c.consumers.get("orders-dlq").map(String::as_str),
+            Some("orders")
+        );
+        assert!(
+            Config::from_lookup(|k| match k {
+                "MAILROOM_REPLAY_ALLOWLIST" => Some("orders-dlq".into()),
+                "MAILROOM_REPLAY_CONSUMERS" => Some("orders-dlq".into()),
+                _ => None,
+            })
+            .is_err()
+        );
     }
 }

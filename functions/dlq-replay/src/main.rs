@@ -10,7 +10,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = dlq_replay::Config::from_lookup(|k| std::env::var(k).ok())?;
     let aws = aws_config::load_from_env().await;
     let port = mailroom::SqsQueues::new(aws_sdk_sqs::Client::new(&aws));
-    let (port, config) = (&port, &config);
+    let ledger = std::env::var("MAILROOM_LEDGER_TABLE")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(|table| mailroom::ledger::Ledger::new(aws_sdk_dynamodb::Client::new(&aws), table));
+    let (port, config, ledger) = (&port, &config, ledger.as_ref());
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<RequestJson>| async move {
             let remaining = event
@@ -18,7 +22,15 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 .deadline()
                 .duration_since(std::time::SystemTime::now())
                 .ok();
-            dlq_replay::handle(port, config, event.payload, remaining, &MetricsSink::Stdout).await
+            dlq_replay::handle(
+                port,
+                config,
+                ledger,
+                event.payload,
+                remaining,
+                &MetricsSink::Stdout,
+            )
+            .await
         },
     ))
     .await
