@@ -2,6 +2,7 @@
 
 mod demo;
 mod replay;
+mod status;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +25,9 @@ enum Command {
     /// Sends dead letters back to their queue, or parks them: filtered, rate-limited, with a
     /// dry run, and never deleting a message before its copy is confirmed sent.
     Replay(Box<replay::Args>),
+    /// The task monitor's view: open tasks by age bucket, DLQ depths with reasons, or one
+    /// task's state per consumer; `--serve` runs the status API on a loopback port.
+    Status(Box<status::Args>),
 }
 
 #[tokio::main]
@@ -32,5 +36,6 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
         Command::Replay(args) => replay::run(*args).await,
+        Command::Status(args) => status::run(*args).await,
     }
 }

@@ -159,7 +159,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// A queue URL, or a name looked up with GetQueueUrl.
-async fn resolve(sqs: &aws_sdk_sqs::Client, queue: &str) -> anyhow::Result<QueueUrl> {
+pub(crate) async fn resolve(sqs: &aws_sdk_sqs::Client, queue: &str) -> anyhow::Result<QueueUrl> {
     if queue.starts_with("https://") || queue.starts_with("http://") {
         return queue.parse().map_err(anyhow::Error::msg);
     }
