@@ -28,6 +28,7 @@
 //! the DLQ with its reason, sets exponential backoff on retries, and returns a partial batch
 //! response naming exactly the records to retry.
 
+pub mod aws;
 pub mod backoff;
 pub mod clock;
 pub mod config;
@@ -65,7 +66,7 @@ where
     Fut: Future<Output = Result<(), Failure>>,
 {
     telemetry::init();
-    let aws = aws_config::load_from_env().await;
+    let aws = aws::from_env();
     let engine = Engine::from_env(&aws)?;
     serve(&engine, handler).await
 }

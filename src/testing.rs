@@ -204,7 +204,7 @@ impl Rie {
     /// # Panics
     /// When the emulator never answers or the answer is not JSON.
     pub async fn invoke(&self, event: &[u8]) -> serde_json::Value {
-        let client = reqwest::Client::new();
+        let client = crate::aws::http_client_builder().build().expect("client");
         let url = format!(
             "http://127.0.0.1:{}/2015-03-31/functions/function/invocations",
             self.api

@@ -144,7 +144,9 @@ async fn status_serves_the_api_over_http_on_loopback() {
         .stderr(Stdio::null())
         .spawn()
         .expect("serves");
-    let client = reqwest::Client::new();
+    let client = mailroom::aws::http_client_builder()
+        .build()
+        .expect("client");
     let get = |path: &str| client.get(format!("http://{addr}{path}")).send();
     let started = Instant::now();
     let task = loop {

@@ -239,7 +239,7 @@ impl Engine<SqsQueues> {
     ///
     /// # Errors
     /// When a configuration variable does not parse.
-    pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
+    pub fn from_env(aws: &aws_types::SdkConfig) -> Result<Self, ConfigError> {
         let config = EngineConfig::from_env()?;
         let ledger = config
             .ledger_table

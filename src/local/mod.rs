@@ -15,7 +15,6 @@ use std::collections::{HashMap, HashSet};
 
 use aws_lambda_events::encodings::Base64Data;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
-use aws_sdk_sqs::config::{Credentials, Region};
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
@@ -69,19 +68,8 @@ pub const REGION: &str = "us-east-1";
 
 /// The SDK configuration for an emulator at `endpoint`: a fixed region and dummy credentials,
 /// so nothing reads the user's AWS profile and nothing can reach AWS.
-pub async fn emulator_config(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "mailroom-local",
-        ))
-        .load()
-        .await
+pub async fn emulator_config(endpoint: &str) -> aws_types::SdkConfig {
+    crate::aws::emulator(endpoint, REGION)
 }
 
 /// Creates a queue with `attributes` and returns its URL and ARN.

@@ -8,7 +8,7 @@ use mailroom::telemetry::MetricsSink;
 async fn main() -> Result<(), lambda_runtime::Error> {
     mailroom::telemetry::init();
     let config = dlq_replay::Config::from_lookup(|k| std::env::var(k).ok())?;
-    let aws = aws_config::load_from_env().await;
+    let aws = mailroom::aws::from_env();
     let port = mailroom::SqsQueues::new(aws_sdk_sqs::Client::new(&aws));
     let ledger = std::env::var("MAILROOM_LEDGER_TABLE")
         .ok()

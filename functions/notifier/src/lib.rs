@@ -40,18 +40,13 @@ impl Notifier {
     /// # Errors
     /// When the HTTP client cannot be built (TLS setup).
     pub fn new(config: Config, secret: Vec<u8>) -> Result<Self, reqwest::Error> {
-        let mut builder = reqwest::Client::builder()
+        // rustls on ring with Mozilla's roots compiled in (no scan of the system's certificate
+        // files at cold start): the same stack the SDK runs on.
+        let mut builder = mailroom::aws::http_client_builder()
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
             // A redirect could lead anywhere, past the guard's literal check: never follow one.
-            .redirect(reqwest::redirect::Policy::none())
-            // Mozilla's roots, compiled in: no scan of the system's certificate files at cold start.
-            .tls_certs_only(
-                webpki_root_certs::TLS_SERVER_ROOT_CERTS
-                    .iter()
-                    .filter_map(|der| reqwest::Certificate::from_der(der).ok()),
-            );
+            .redirect(reqwest::redirect::Policy::none());
         if !config.allow_private {
             builder = builder.dns_resolver(ssrf::resolver());
         }

@@ -7,7 +7,7 @@ use notifier::{Config, Notifier, secret};
 async fn main() -> Result<(), lambda_runtime::Error> {
     mailroom::telemetry::init();
     let config = Config::from_env()?;
-    let aws = aws_config::load_from_env().await;
+    let aws = mailroom::aws::from_env();
     let secret = secret::resolve(&config.secret, &aws).await?;
     let notifier = Notifier::new(config, secret)?;
     let engine = mailroom::Engine::from_env(&aws)?;

@@ -10,7 +10,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = MonitorConfig::from_env()?;
     let table = std::env::var("MAILROOM_LEDGER_TABLE")
         .map_err(|_| "MAILROOM_LEDGER_TABLE is not set: the monitor needs the ledger table")?;
-    let aws = aws_config::load_from_env().await;
+    let aws = mailroom::aws::from_env();
     let monitor = Monitor::new(
         config,
         Ledger::new(aws_sdk_dynamodb::Client::new(&aws), table),
