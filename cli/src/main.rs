@@ -1,6 +1,7 @@
 //! `mailroom`: the operator's and developer's command.
 
 mod demo;
+mod publish;
 mod replay;
 mod status;
 
@@ -28,6 +29,9 @@ enum Command {
     /// The task monitor's view: open tasks by age bucket, DLQ depths with reasons, or one
     /// task's state per consumer; `--serve` runs the status API on a loopback port.
     Status(Box<status::Args>),
+    /// Publishes events (text, files, or JSON Lines) to the topic with message attributes,
+    /// locally or on AWS. Prints each SNS MessageId: the task id the ledger tracks.
+    Publish(Box<publish::Args>),
 }
 
 #[tokio::main]
@@ -37,5 +41,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args).await,
         Command::Replay(args) => replay::run(*args).await,
         Command::Status(args) => status::run(*args).await,
+        Command::Publish(args) => publish::run(*args).await,
     }
 }

@@ -1,0 +1,129 @@
+//! `mailroom publish` as a producer runs it: the real binary against the emulator.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use mailroom::local::{self, Moto};
+use serde_json::Value;
+
+fn mailroom(endpoint: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mailroom"))
+        .arg("publish")
+        .args(args)
+        .args(["--endpoint-url", endpoint])
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("MAILROOM_TOPIC")
+        .stdin(Stdio::null())
+        .output()
+        .expect("mailroom runs")
+}
+
+#[tokio::test]
+async fn publish_sends_messages_and_json_lines_with_attributes_through_the_topic() {
+    // GIVEN a topic with a queue subscribed (raw delivery keeps attributes as SQS attributes)
+    let moto = Moto::start(&Moto::venv(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
+    ))
+    .expect("moto");
+    let aws = local::emulator_config(moto.endpoint()).await;
+    let (sns, sqs) = (
+        aws_sdk_sns::Client::new(&aws),
+        aws_sdk_sqs::Client::new(&aws),
+    );
+    let topic = sns
+        .create_topic()
+        .name("cli-publish-events")
+        .send()
+        .await
+        .expect("topic")
+        .topic_arn
+        .expect("arn");
+    let (queue, arn) = local::create_queue(&sqs, "cli-publish-inbox", &[])
+        .await
+        .expect("queue");
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(arn.as_str())
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .expect("subscribe");
+    let dir = std::env::temp_dir().join(format!("mailroom-publish-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let lines = dir.join("orders.jsonl");
+    let content: String = (0..12)
+        .map(|i| format!("{{\"order_id\":\"o-{i}\"}}\n\n"))
+        .collect();
+    std::fs::write(&lines, content).expect("file");
+
+    // WHEN two messages and a 12-line file are published by topic name, with an attribute
+    let out = mailroom(
+        moto.endpoint(),
+        &[
+            "--topic",
+            "cli-publish-events",
+            "--message",
+            r#"{"order_id":"a"}"#,
+            "--message",
+            r#"{"order_id":"b"}"#,
+            "--lines",
+            lines.to_str().expect("path"),
+            "--attr",
+            "kind=order.placed",
+            "--json",
+        ],
+    );
+
+    // THEN 14 ids come back and 14 messages arrive, each with the attribute
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(printed["topic"], topic.as_str());
+    assert_eq!(printed["message_ids"].as_array().expect("ids").len(), 14);
+    let mut arrived = Vec::new();
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(queue.as_str())
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .expect("receive")
+            .messages
+            .unwrap_or_default();
+        if got.is_empty() {
+            break;
+        }
+        arrived.extend(got);
+    }
+    assert_eq!(arrived.len(), 14);
+    assert!(arrived.iter().all(|m| {
+        m.message_attributes()
+            .and_then(|a| a.get("kind"))
+            .and_then(|v| v.string_value())
+            == Some("order.placed")
+    }));
+    assert!(
+        arrived
+            .iter()
+            .any(|m| m.body() == Some(r#"{"order_id":"o-11"}"#))
+    );
+
+    // AND an unknown topic or a bad attribute is a clear error
+    let out = mailroom(moto.endpoint(), &["--topic", "nope", "--message", "x"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no topic named nope"));
+    let out = mailroom(
+        moto.endpoint(),
+        &["--topic", &topic, "--message", "x", "--attr", "kind"],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected NAME=VALUE"));
+    std::fs::remove_dir_all(&dir).ok();
+}
