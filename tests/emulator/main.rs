@@ -10,6 +10,7 @@ mod poison;
 mod poller;
 mod redrive;
 mod replay;
+mod template;
 
 /// The payload the tests publish.
 #[derive(Debug, serde::Deserialize, serde::Serialize, Clone, PartialEq, Eq)]

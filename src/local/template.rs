@@ -1,0 +1,629 @@
+//! The topology of `template.yaml`, provisioned on the emulator: the one source of truth.
+//!
+//! The template is read with cfn-lint's decoder (from the project venv), which turns the
+//! YAML short forms into CloudFormation's long-form intrinsics. The subset of intrinsics the
+//! template uses is resolved here (`Ref`, `Fn::GetAtt`, `Fn::Sub`, `Fn::Join`, `Fn::If` and the
+//! condition functions), and the resources a local pipeline needs are created through the SDK:
+//! SNS topics, SQS queues (with their redrive policies, in dependency order), subscriptions
+//! (raw delivery and filter policies), DynamoDB tables (the ledger). Functions are described,
+//! not created: their binary, resolved environment and event sources, for a local runner.
+//!
+//! Resolving the subset ourselves, instead of translating SAM to CloudFormation and asking the
+//! emulator's CloudFormation to deploy it, keeps the run offline and fast, and leaves out the
+//! parts a local pipeline does not use (IAM, KMS, alarms, function URLs).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::local::REGION;
+use crate::sqs::{QueueArn, QueueUrl};
+
+const DECODER: &str = include_str!("template_json.py");
+const ACCOUNT: &str = "123456789012";
+
+/// A template problem: unreadable, or using something outside the subset.
+#[derive(Debug, thiserror::Error)]
+#[error("template: {0}")]
+pub struct TemplateError(pub String);
+
+fn err(m: impl Into<String>) -> TemplateError {
+    TemplateError(m.into())
+}
+
+/// An SQS event source of a function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqsSource {
+    /// The queue.
+    pub queue: QueueUrl,
+    /// Its ARN.
+    pub arn: QueueArn,
+    /// `BatchSize` (default 10).
+    pub batch_size: i32,
+    /// `MaximumBatchingWindowInSeconds` (default 0).
+    pub batching_window_secs: i32,
+    /// `ScalingConfig.MaximumConcurrency`, if set.
+    pub maximum_concurrency: Option<i32>,
+    /// Whether `ReportBatchItemFailures` is on.
+    pub report_batch_item_failures: bool,
+}
+
+/// A function of the template, as a local runner needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionSpec {
+    /// The logical id.
+    pub logical_id: String,
+    /// The cargo binary (`Metadata.BuildProperties.Binary`).
+    pub binary: String,
+    /// The environment, resolved against the emulator's resources.
+    pub environment: BTreeMap<String, String>,
+    /// SQS event sources.
+    pub queues: Vec<SqsSource>,
+    /// Schedule expressions (`rate(5 minutes)`).
+    pub schedules: Vec<String>,
+}
+
+/// What was provisioned.
+#[derive(Debug, Clone, Default)]
+pub struct Provisioned {
+    /// Queues by logical id: URL and ARN.
+    pub queues: BTreeMap<String, (QueueUrl, QueueArn)>,
+    /// Topic ARNs by logical id.
+    pub topics: BTreeMap<String, String>,
+    /// Table names by logical id.
+    pub tables: BTreeMap<String, String>,
+    /// Subscriptions made (logical ids).
+    pub subscriptions: Vec<String>,
+    /// The functions.
+    pub functions: Vec<FunctionSpec>,
+}
+
+/// A decoded template.
+#[derive(Debug, Clone)]
+pub struct Template {
+    doc: Value,
+}
+
+/// The SDK clients provisioning uses.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    /// SQS.
+    pub sqs: aws_sdk_sqs::Client,
+    /// SNS.
+    pub sns: aws_sdk_sns::Client,
+    /// DynamoDB.
+    pub dynamodb: aws_sdk_dynamodb::Client,
+}
+
+impl Template {
+    /// Decodes `path` with the venv's cfn-lint.
+    ///
+    /// # Errors
+    /// When the venv is missing or the template does not decode.
+    pub fn load(venv: &Path, path: &Path) -> Result<Self, TemplateError> {
+        let out = std::process::Command::new(venv.join("bin").join("python"))
+            .arg("-c")
+            .arg(DECODER)
+            .arg(path)
+            .output()
+            .map_err(|e| {
+                err(format!(
+                    "cannot run the venv's python (scripts/setup.sh): {e}"
+                ))
+            })?;
+        if !out.status.success() {
+            return Err(err(format!(
+                "{} does not decode: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Self::from_json(&out.stdout)
+    }
+
+    /// A template already in JSON (long-form intrinsics).
+    ///
+    /// # Errors
+    /// When it is not a JSON object with `Resources`.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, TemplateError> {
+        let doc: Value = serde_json::from_slice(bytes).map_err(|e| err(e.to_string()))?;
+        if !doc["Resources"].is_object() {
+            return Err(err("no Resources"));
+        }
+        Ok(Self { doc })
+    }
+
+    fn resources(&self) -> &Map<String, Value> {
+        self.doc["Resources"]
+            .as_object()
+            .expect("checked in from_json")
+    }
+
+    /// Creates the template's topics, queues, subscriptions and tables on the emulator behind
+    /// `clients`, named as the template names them for `stack`, and describes its functions.
+    ///
+    /// # Errors
+    /// When a resource uses an intrinsic outside the subset, or a call fails.
+    pub async fn provision(
+        &self,
+        clients: &Clients,
+        stack: &str,
+        parameters: &HashMap<String, String>,
+    ) -> Result<Provisioned, TemplateError> {
+        let mut p = Provisioner {
+            template: self,
+            clients,
+            stack,
+            parameters,
+            out: Provisioned::default(),
+        };
+        let ids: Vec<(String, String)> = self
+            .resources()
+            .iter()
+            .map(|(id, r)| {
+                (
+                    id.clone(),
+                    r["Type"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        for kind in [
+            "AWS::SNS::Topic",
+            "AWS::SQS::Queue",
+            "AWS::DynamoDB::Table",
+            "AWS::SNS::Subscription",
+            "AWS::Serverless::Function",
+        ] {
+            for (id, _) in ids.iter().filter(|(_, t)| t == kind) {
+                p.ensure(id).await?;
+            }
+        }
+        Ok(p.out)
+    }
+}
+
+struct Provisioner<'a> {
+    template: &'a Template,
+    clients: &'a Clients,
+    stack: &'a str,
+    parameters: &'a HashMap<String, String>,
+    out: Provisioned,
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+impl Provisioner<'_> {
+    fn resource(&self, id: &str) -> Result<&Value, TemplateError> {
+        self.template
+            .resources()
+            .get(id)
+            .ok_or_else(|| err(format!("no resource {id}")))
+    }
+
+    fn parameter(&self, name: &str) -> Result<String, TemplateError> {
+        if let Some(v) = self.parameters.get(name) {
+            return Ok(v.clone());
+        }
+        self.template.doc["Parameters"][name]
+            .get("Default")
+            .and_then(scalar)
+            .ok_or_else(|| err(format!("parameter {name} has no default; pass it")))
+    }
+
+    fn condition(&self, name: &str) -> Result<bool, TemplateError> {
+        let c = &self.template.doc["Conditions"][name];
+        if c.is_null() {
+            return Err(err(format!("no condition {name}")));
+        }
+        self.truth(c)
+    }
+
+    fn truth(&self, v: &Value) -> Result<bool, TemplateError> {
+        let Some((f, args)) = v.as_object().and_then(|o| o.iter().next()) else {
+            return Err(err(format!("not a condition: {v}")));
+        };
+        match f.as_str() {
+            "Fn::Equals" => {
+                let [a, b] = args.as_array().map(Vec::as_slice).unwrap_or_default() else {
+                    return Err(err("Fn::Equals takes two values"));
+                };
+                Ok(self.resolve_sync(a)? == self.resolve_sync(b)?)
+            }
+            "Fn::Not" => Ok(!self.truth(&args[0])?),
+            "Fn::And" => args
+                .as_array()
+                .into_iter()
+                .flatten()
+                .try_fold(true, |acc, c| Ok(acc && self.truth(c)?)),
+            "Fn::Or" => args
+                .as_array()
+                .into_iter()
+                .flatten()
+                .try_fold(false, |acc, c| Ok(acc || self.truth(c)?)),
+            "Condition" => self.condition(args.as_str().unwrap_or_default()),
+            other => Err(err(format!(
+                "condition function {other} is outside the subset"
+            ))),
+        }
+    }
+
+    /// Resolves a value that names only parameters and pseudo parameters (conditions).
+    fn resolve_sync(&self, v: &Value) -> Result<Value, TemplateError> {
+        match v {
+            Value::Object(o) if o.len() == 1 && o.contains_key("Ref") => {
+                let name = o["Ref"].as_str().unwrap_or_default();
+                Ok(Value::String(
+                    self.pseudo(name).map_or_else(|| self.parameter(name), Ok)?,
+                ))
+            }
+            other => Ok(other.clone()),
+        }
+    }
+
+    fn pseudo(&self, name: &str) -> Option<String> {
+        Some(match name {
+            "AWS::StackName" => self.stack.to_owned(),
+            "AWS::Region" => REGION.to_owned(),
+            "AWS::AccountId" => ACCOUNT.to_owned(),
+            "AWS::Partition" => "aws".to_owned(),
+            "AWS::URLSuffix" => "amazonaws.com".to_owned(),
+            _ => return None,
+        })
+    }
+
+    /// Creates a resource (and what it references) once; returns its `Ref`.
+    async fn ensure(&mut self, id: &str) -> Result<String, TemplateError> {
+        if let Some((url, _)) = self.out.queues.get(id) {
+            return Ok(url.to_string());
+        }
+        if let Some(arn) = self.out.topics.get(id) {
+            return Ok(arn.clone());
+        }
+        if let Some(name) = self.out.tables.get(id) {
+            return Ok(name.clone());
+        }
+        let r = self.resource(id)?.clone();
+        let kind = r["Type"].as_str().unwrap_or_default();
+        let props = &r["Properties"];
+        match kind {
+            "AWS::SNS::Topic" => {
+                let name = self
+                    .string(&props["TopicName"], &format!("{}-{id}", self.stack))
+                    .await?;
+                let arn = self
+                    .clients
+                    .sns
+                    .create_topic()
+                    .name(&name)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        err(format!(
+                            "CreateTopic {name}: {}",
+                            aws_sdk_sns::error::DisplayErrorContext(e)
+                        ))
+                    })?
+                    .topic_arn
+                    .unwrap_or_default();
+                self.out.topics.insert(id.to_owned(), arn.clone());
+                Ok(arn)
+            }
+            "AWS::SQS::Queue" => {
+                let name = self
+                    .string(&props["QueueName"], &format!("{}-{id}", self.stack))
+                    .await?;
+                let mut attributes = Vec::new();
+                use aws_sdk_sqs::types::QueueAttributeName as A;
+                for (prop, attr) in [
+                    ("VisibilityTimeout", A::VisibilityTimeout),
+                    ("MessageRetentionPeriod", A::MessageRetentionPeriod),
+                    ("DelaySeconds", A::DelaySeconds),
+                ] {
+                    if !props[prop].is_null() {
+                        attributes.push((attr, self.string(&props[prop], "").await?));
+                    }
+                }
+                if name.ends_with(".fifo") {
+                    attributes.push((A::FifoQueue, "true".into()));
+                    attributes.push((A::ContentBasedDeduplication, "true".into()));
+                }
+                if !props["RedrivePolicy"].is_null() {
+                    let policy = Box::pin(self.resolve(&props["RedrivePolicy"])).await?;
+                    attributes.push((A::RedrivePolicy, policy.to_string()));
+                }
+                let (url, arn) = crate::local::create_queue(&self.clients.sqs, &name, &attributes)
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+                self.out.queues.insert(id.to_owned(), (url.clone(), arn));
+                Ok(url.to_string())
+            }
+            "AWS::DynamoDB::Table" => {
+                let name = self
+                    .string(&props["TableName"], &format!("{}-{id}", self.stack))
+                    .await?;
+                // The ledger is the only table: created as `ledger::create_table` declares it,
+                // which the template mirrors (checked by `provisions_the_template` below).
+                crate::ledger::create_table(&self.clients.dynamodb, &name)
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+                self.out.tables.insert(id.to_owned(), name.clone());
+                Ok(name)
+            }
+            "AWS::SNS::Subscription" => {
+                let topic = self.string(&props["TopicArn"], "").await?;
+                let endpoint = self.string(&props["Endpoint"], "").await?;
+                let mut req = self
+                    .clients
+                    .sns
+                    .subscribe()
+                    .topic_arn(&topic)
+                    .protocol(self.string(&props["Protocol"], "sqs").await?)
+                    .endpoint(&endpoint);
+                if !props["RawMessageDelivery"].is_null() {
+                    req = req.attributes(
+                        "RawMessageDelivery",
+                        self.string(&props["RawMessageDelivery"], "false").await?,
+                    );
+                }
+                let policy = Box::pin(self.resolve(&props["FilterPolicy"])).await?;
+                if !policy.is_null() {
+                    let text = match policy {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    req = req.attributes("FilterPolicy", text);
+                    if let Some(scope) = scalar(&props["FilterPolicyScope"]) {
+                        req = req.attributes("FilterPolicyScope", scope);
+                    }
+                }
+                req.send().await.map_err(|e| {
+                    err(format!(
+                        "Subscribe {id}: {}",
+                        aws_sdk_sns::error::DisplayErrorContext(e)
+                    ))
+                })?;
+                self.out.subscriptions.push(id.to_owned());
+                Ok(id.to_owned())
+            }
+            "AWS::Serverless::Function" => {
+                let spec = self.function(id, &r).await?;
+                self.out.functions.push(spec);
+                Ok(id.to_owned())
+            }
+            // IAM, KMS, alarms, policies: nothing a local pipeline runs.
+            _ => Ok(id.to_owned()),
+        }
+    }
+
+    async fn function(&mut self, id: &str, r: &Value) -> Result<FunctionSpec, TemplateError> {
+        let props = &r["Properties"];
+        let binary = r["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .ok_or_else(|| err(format!("{id}: no Metadata.BuildProperties.Binary")))?
+            .to_owned();
+        let mut environment = BTreeMap::new();
+        let vars = Box::pin(self.resolve(&props["Environment"]["Variables"])).await?;
+        for (k, v) in vars.as_object().into_iter().flatten() {
+            environment.insert(k.clone(), scalar(v).unwrap_or_else(|| v.to_string()));
+        }
+        let (mut queues, mut schedules) = (Vec::new(), Vec::new());
+        for (_, event) in props["Events"].as_object().into_iter().flatten() {
+            let ep = &event["Properties"];
+            match event["Type"].as_str() {
+                Some("SQS") => {
+                    let arn = self.string(&ep["Queue"], "").await?;
+                    let (url, arn) = self
+                        .out
+                        .queues
+                        .values()
+                        .find(|(_, a)| a.as_str() == arn)
+                        .cloned()
+                        .ok_or_else(|| {
+                            err(format!("{id}: event queue {arn} is not in the template"))
+                        })?;
+                    let number =
+                        |v: Value, d: i32| scalar(&v).and_then(|s| s.parse().ok()).unwrap_or(d);
+                    queues.push(SqsSource {
+                        queue: url,
+                        arn,
+                        batch_size: number(Box::pin(self.resolve(&ep["BatchSize"])).await?, 10),
+                        batching_window_secs: number(
+                            Box::pin(self.resolve(&ep["MaximumBatchingWindowInSeconds"])).await?,
+                            0,
+                        ),
+                        maximum_concurrency: scalar(
+                            &Box::pin(self.resolve(&ep["ScalingConfig"]["MaximumConcurrency"]))
+                                .await?,
+                        )
+                        .and_then(|s| s.parse().ok()),
+                        report_batch_item_failures: ep["FunctionResponseTypes"]
+                            .as_array()
+                            .is_some_and(|t| t.iter().any(|x| x == "ReportBatchItemFailures")),
+                    });
+                }
+                Some("Schedule" | "ScheduleV2") => {
+                    schedules.push(self.string(&ep["Schedule"], "").await?);
+                }
+                _ => {}
+            }
+        }
+        Ok(FunctionSpec {
+            logical_id: id.to_owned(),
+            binary,
+            environment,
+            queues,
+            schedules,
+        })
+    }
+
+    /// Resolves `v` to a string, `default` when it is absent.
+    async fn string(&mut self, v: &Value, default: &str) -> Result<String, TemplateError> {
+        if v.is_null() {
+            return Ok(default.to_owned());
+        }
+        let r = Box::pin(self.resolve(v)).await?;
+        scalar(&r).ok_or_else(|| err(format!("expected a string, got {r}")))
+    }
+
+    /// Resolves every intrinsic in `v`, creating referenced resources on the way. `Null` stands
+    /// for `AWS::NoValue`.
+    async fn resolve(&mut self, v: &Value) -> Result<Value, TemplateError> {
+        let Value::Object(o) = v else {
+            if let Value::Array(items) = v {
+                let mut out = Vec::with_capacity(items.len());
+                for i in items {
+                    let r = Box::pin(self.resolve(i)).await?;
+                    if !r.is_null() {
+                        out.push(r);
+                    }
+                }
+                return Ok(Value::Array(out));
+            }
+            return Ok(v.clone());
+        };
+        if o.len() == 1 {
+            let (f, args) = o.iter().next().expect("one entry");
+            match f.as_str() {
+                "Ref" => {
+                    let name = args.as_str().unwrap_or_default();
+                    if name == "AWS::NoValue" {
+                        return Ok(Value::Null);
+                    }
+                    if let Some(p) = self.pseudo(name) {
+                        return Ok(Value::String(p));
+                    }
+                    if self.template.doc["Parameters"].get(name).is_some() {
+                        return Ok(Value::String(self.parameter(name)?));
+                    }
+                    return Ok(Value::String(Box::pin(self.ensure(name)).await?));
+                }
+                "Fn::GetAtt" => {
+                    let (res, attr) = match args {
+                        Value::Array(a) if a.len() == 2 => (
+                            a[0].as_str().unwrap_or_default().to_owned(),
+                            a[1].as_str().unwrap_or_default().to_owned(),
+                        ),
+                        Value::String(s) => {
+                            let (r, a) = s
+                                .split_once('.')
+                                .ok_or_else(|| err(format!("bad GetAtt {s}")))?;
+                            (r.to_owned(), a.to_owned())
+                        }
+                        _ => return Err(err(format!("bad GetAtt {args}"))),
+                    };
+                    return Ok(Value::String(self.attribute(&res, &attr).await?));
+                }
+                "Fn::Join" => {
+                    let sep = args[0].as_str().unwrap_or_default().to_owned();
+                    let parts = Box::pin(self.resolve(&args[1])).await?;
+                    let texts: Vec<String> = parts
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(scalar)
+                        .collect();
+                    return Ok(Value::String(texts.join(&sep)));
+                }
+                "Fn::If" => {
+                    let name = args[0].as_str().unwrap_or_default();
+                    let branch = if self.condition(name)? {
+                        &args[1]
+                    } else {
+                        &args[2]
+                    };
+                    return Box::pin(self.resolve(branch)).await;
+                }
+                "Fn::Sub" => {
+                    let (text, vars) = match args {
+                        Value::String(s) => (s.clone(), Map::new()),
+                        Value::Array(a) if a.len() == 2 => (
+                            a[0].as_str().unwrap_or_default().to_owned(),
+                            a[1].as_object().cloned().unwrap_or_default(),
+                        ),
+                        _ => return Err(err(format!("bad Sub {args}"))),
+                    };
+                    return Ok(Value::String(self.sub(&text, &vars).await?));
+                }
+                f if f.starts_with("Fn::") => {
+                    return Err(err(format!(
+                        "{f} is outside the subset this runner resolves"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        let mut out = Map::new();
+        for (k, val) in o {
+            let r = Box::pin(self.resolve(val)).await?;
+            if !r.is_null() {
+                out.insert(k.clone(), r);
+            }
+        }
+        Ok(Value::Object(out))
+    }
+
+    async fn sub(
+        &mut self,
+        text: &str,
+        vars: &Map<String, Value>,
+    ) -> Result<String, TemplateError> {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let end = rest[start..]
+                .find('}')
+                .ok_or_else(|| err(format!("unclosed ${{ in {text}")))?
+                + start;
+            let name = &rest[start + 2..end];
+            let value = if let Some(v) = vars.get(name) {
+                let r = Box::pin(self.resolve(v)).await?;
+                scalar(&r).unwrap_or_else(|| r.to_string())
+            } else if let Some((res, attr)) = name.split_once('.') {
+                self.attribute(res, attr).await?
+            } else {
+                let r = Box::pin(self.resolve(&serde_json::json!({ "Ref": name }))).await?;
+                scalar(&r).unwrap_or_default()
+            };
+            out.push_str(&value);
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    async fn attribute(&mut self, res: &str, attr: &str) -> Result<String, TemplateError> {
+        Box::pin(self.ensure(res)).await?;
+        if let Some((url, arn)) = self.out.queues.get(res) {
+            return match attr {
+                "Arn" => Ok(arn.to_string()),
+                "QueueName" => Ok(arn.name().to_owned()),
+                "QueueUrl" => Ok(url.to_string()),
+                _ => Err(err(format!("{res}.{attr} is outside the subset"))),
+            };
+        }
+        if let Some(name) = self.out.tables.get(res) {
+            return match attr {
+                "Arn" => Ok(format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}")),
+                _ => Err(err(format!("{res}.{attr} is outside the subset"))),
+            };
+        }
+        if let Some(arn) = self.out.topics.get(res) {
+            return match attr {
+                "TopicArn" => Ok(arn.clone()),
+                "TopicName" => Ok(arn.rsplit(':').next().unwrap_or_default().to_owned()),
+                _ => Err(err(format!("{res}.{attr} is outside the subset"))),
+            };
+        }
+        // Functions, keys and URLs: placeholders, not used by a local pipeline.
+        Ok(format!("arn:aws:local:{REGION}:{ACCOUNT}:{res}/{attr}"))
+    }
+}

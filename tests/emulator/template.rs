@@ -1,0 +1,133 @@
+//! template.yaml provisioned on the emulator: the local pipeline's one source of topology.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use aws_sdk_sns::types::MessageAttributeValue;
+use aws_sdk_sqs::types::QueueAttributeName;
+use mailroom::local::Moto;
+use mailroom::local::template::{Clients, Template};
+use mailroom::monitor::MonitorConfig;
+
+use crate::helpers::{Queue, TestBed, unique};
+
+#[tokio::test]
+async fn template_yaml_provisions_the_topology_and_describes_the_functions() {
+    // GIVEN template.yaml, decoded with the venv's cfn-lint
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let template = Template::load(&Moto::venv(root), &root.join("template.yaml")).expect("decodes");
+    let bed = TestBed::new().await;
+    let clients = Clients {
+        sqs: bed.sqs.clone(),
+        sns: bed.sns.clone(),
+        dynamodb: bed.dynamodb.clone(),
+    };
+    let stack = unique("stack");
+
+    // WHEN it is provisioned with its defaults
+    let p = template
+        .provision(&clients, &stack, &HashMap::new())
+        .await
+        .expect("provisions");
+
+    // THEN every queue exists with the template's redrive policy and visibility
+    let (notifier_url, notifier_arn) = p.queues["NotifierQueue"].clone();
+    assert_eq!(notifier_url.name(), format!("{stack}-notifier"));
+    let attrs = bed
+        .sqs
+        .get_queue_attributes()
+        .queue_url(notifier_url.as_str())
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await
+        .expect("attributes")
+        .attributes
+        .unwrap_or_default();
+    assert_eq!(attrs[&QueueAttributeName::VisibilityTimeout], "180");
+    let redrive: serde_json::Value =
+        serde_json::from_str(&attrs[&QueueAttributeName::RedrivePolicy]).expect("JSON");
+    assert_eq!(
+        redrive["deadLetterTargetArn"],
+        p.queues["NotifierDLQ"].1.as_str()
+    );
+    assert_eq!(
+        redrive["maxReceiveCount"].to_string().trim_matches('"'),
+        "5"
+    );
+    assert_eq!(p.tables["LedgerTable"], format!("{stack}-ledger"));
+
+    // AND the subscriptions fan out with the template's filter policy
+    let publish = |kind: &'static str| {
+        let sns = bed.sns.clone();
+        let topic = p.topics["EventsTopic"].clone();
+        async move {
+            sns.publish()
+                .topic_arn(topic)
+                .message(r#"{"order_id":"o-1","amount_cents":100}"#)
+                .message_attributes(
+                    "kind",
+                    MessageAttributeValue::builder()
+                        .data_type("String")
+                        .string_value(kind)
+                        .build()
+                        .expect("attribute"),
+                )
+                .send()
+                .await
+                .expect("publish");
+        }
+    };
+    publish("order.placed").await;
+    publish("order.shipped").await;
+    let queue = |id: &str| {
+        let (url, arn) = p.queues[id].clone();
+        Queue { url, arn }
+    };
+    assert_eq!(
+        bed.drain_visible(&queue("NotifierQueue"), 10).await.len(),
+        2
+    );
+    assert_eq!(bed.drain_visible(&queue("MonitorQueue"), 10).await.len(), 2);
+    let example = bed.drain_visible(&queue("ExampleQueue"), 10).await;
+    assert_eq!(
+        example.len(),
+        1,
+        "the example consumer filters on order.placed"
+    );
+
+    // AND the functions are described with their binaries, resolved environments and sources
+    let f = |id: &str| {
+        p.functions
+            .iter()
+            .find(|f| f.logical_id == id)
+            .unwrap_or_else(|| panic!("{id}"))
+    };
+    let notifier = f("NotifierFunction");
+    assert_eq!(notifier.binary, "notifier");
+    assert_eq!(
+        notifier.environment["MAILROOM_DLQ_URL"],
+        p.queues["NotifierDLQ"].0.as_str()
+    );
+    assert_eq!(
+        notifier.environment["MAILROOM_LEDGER_TABLE"],
+        format!("{stack}-ledger")
+    );
+    assert_eq!(notifier.queues.len(), 1);
+    assert_eq!(notifier.queues[0].arn, notifier_arn);
+    assert_eq!(notifier.queues[0].batch_size, 10);
+    assert!(notifier.queues[0].report_batch_item_failures);
+    let monitor = f("TaskMonitorFunction");
+    assert_eq!(monitor.schedules, vec!["rate(5 minutes)".to_owned()]);
+    let env = monitor.environment.clone();
+    let config =
+        MonitorConfig::from_lookup(|k| env.get(k).cloned()).expect("the monitor's env parses");
+    let mut names: Vec<&str> = config.consumers.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, vec!["example-consumer", "notifier"]);
+    assert_eq!(config.dlqs.len(), 4);
+    let replay = f("DlqReplayFunction");
+    assert!(
+        replay.environment["MAILROOM_REPLAY_CONSUMERS"]
+            .contains(&format!("{stack}-notifier-dlq=notifier"))
+    );
+}
