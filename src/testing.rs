@@ -142,87 +142,43 @@ mod instrumented {
 /// from the aws-sam-cli wheel in the project venv), on two free loopback ports. It stops when
 /// dropped.
 #[derive(Debug)]
-pub struct Rie {
-    _child: tokio::process::Child,
-    api: u16,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+pub struct Rie(crate::local::runner::FunctionProcess);
 
 impl Rie {
-    /// `aws-lambda-rie-x86_64` inside the venv's samcli package.
-    ///
-    /// # Panics
-    /// When the venv or aws-sam-cli is missing: run `scripts/setup.sh`.
-    pub fn emulator() -> PathBuf {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let lib = crate::local::Moto::venv(&root).join("lib");
-        std::fs::read_dir(&lib)
-            .expect("the venv exists: run scripts/setup.sh")
-            .filter_map(Result::ok)
-            .map(|d| {
-                d.path()
-                    .join("site-packages/samcli/local/rapid/aws-lambda-rie-x86_64")
-            })
-            .find(|p| p.exists())
-            .expect("aws-sam-cli is in the venv: run scripts/setup.sh")
-    }
-
     /// Starts `binary` under the emulator with only `env` (plus `PATH`) in its environment.
     ///
     /// # Panics
-    /// When the emulator cannot start.
+    /// When the venv or the emulator is missing (run `scripts/setup.sh`), or it cannot start.
     pub fn start(binary: &std::path::Path, env: &[(&str, &str)]) -> Self {
-        let (api, runtime) = (free_port(), free_port());
-        let mut command = tokio::process::Command::new(Self::emulator());
-        command
-            .arg("--runtime-interface-emulator-address")
-            .arg(format!("127.0.0.1:{api}"))
-            .arg("--runtime-api-address")
-            .arg(format!("127.0.0.1:{runtime}"))
-            .arg(binary)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env.iter().copied())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true);
-        Self {
-            _child: command.spawn().expect("the RIE starts"),
-            api,
-        }
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let rie = crate::local::runner::emulator(&crate::local::Moto::venv(&root))
+            .expect("the venv has aws-sam-cli: run scripts/setup.sh");
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Self(
+            crate::local::runner::FunctionProcess::start(&rie, binary, &env, None)
+                .expect("the RIE starts"),
+        )
     }
 
-    /// Invokes the function with `event` the way `sam local invoke` does, waiting up to 20 s
-    /// for the emulator to come up, and returns the function's JSON answer.
+    /// Invokes the function with `event` the way `sam local invoke` does and returns its JSON
+    /// answer (a function error's `errorType`/`errorMessage` object included).
     ///
     /// # Panics
-    /// When the emulator never answers or the answer is not JSON.
+    /// When the event is not JSON or the emulator never answers.
     pub async fn invoke(&self, event: &[u8]) -> serde_json::Value {
-        let client = crate::aws::http_client_builder().build().expect("client");
-        let url = format!(
-            "http://127.0.0.1:{}/2015-03-31/functions/function/invocations",
-            self.api
-        );
-        let started = std::time::Instant::now();
-        let response = loop {
-            match client.post(&url).body(event.to_vec()).send().await {
-                Ok(r) => break r,
-                Err(e)
-                    if e.is_connect() && started.elapsed() < std::time::Duration::from_secs(20) =>
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("the RIE never answered: {e}"),
+        let event: serde_json::Value = serde_json::from_slice(event).expect("a JSON event");
+        match self.0.invoke(&event).await {
+            Ok(v) => v,
+            Err(crate::local::runner::InvokeError::Function {
+                error_type,
+                message,
+            }) => {
+                serde_json::json!({ "errorType": error_type, "errorMessage": message })
             }
-        };
-        let bytes = response.bytes().await.expect("a response body");
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
+            Err(e) => panic!("{e}"),
+        }
     }
 }
