@@ -1,6 +1,7 @@
 //! `mailroom`: the operator's and developer's command.
 
 mod demo;
+mod local;
 mod publish;
 mod replay;
 mod status;
@@ -32,6 +33,10 @@ enum Command {
     /// Publishes events (text, files, or JSON Lines) to the topic with message attributes,
     /// locally or on AWS. Prints each SNS MessageId: the task id the ledger tracks.
     Publish(Box<publish::Args>),
+    /// The whole application on this machine, no Docker: template.yaml on the AWS emulator,
+    /// every function its real binary under the Lambda Runtime Interface Emulator.
+    #[command(subcommand)]
+    Local(local::Command),
 }
 
 #[tokio::main]
@@ -42,5 +47,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Replay(args) => replay::run(*args).await,
         Command::Status(args) => status::run(*args).await,
         Command::Publish(args) => publish::run(*args).await,
+        Command::Local(command) => local::run(command).await,
     }
 }

@@ -8,6 +8,7 @@
 //! [`Moto`] starts the AWS emulator from the project's venv for local runs and tests.
 
 mod moto;
+pub mod pipeline;
 pub mod runner;
 pub mod template;
 

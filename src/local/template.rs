@@ -151,11 +151,28 @@ impl Template {
         stack: &str,
         parameters: &HashMap<String, String>,
     ) -> Result<Provisioned, TemplateError> {
+        self.provision_with_speed(clients, stack, parameters, 1)
+            .await
+    }
+
+    /// [`Template::provision`], with queue visibility timeouts divided by `speed` (at least
+    /// 1 s), so retries and redrive play out faster in demos and tests.
+    ///
+    /// # Errors
+    /// As [`Template::provision`].
+    pub async fn provision_with_speed(
+        &self,
+        clients: &Clients,
+        stack: &str,
+        parameters: &HashMap<String, String>,
+        speed: u32,
+    ) -> Result<Provisioned, TemplateError> {
         let mut p = Provisioner {
             template: self,
             clients,
             stack,
             parameters,
+            speed: speed.max(1),
             out: Provisioned::default(),
         };
         let ids: Vec<(String, String)> = self
@@ -188,6 +205,7 @@ struct Provisioner<'a> {
     clients: &'a Clients,
     stack: &'a str,
     parameters: &'a HashMap<String, String>,
+    speed: u32,
     out: Provisioned,
 }
 
@@ -328,7 +346,12 @@ impl Provisioner<'_> {
                     ("DelaySeconds", A::DelaySeconds),
                 ] {
                     if !props[prop].is_null() {
-                        attributes.push((attr, self.string(&props[prop], "").await?));
+                        let mut value = self.string(&props[prop], "").await?;
+                        if prop == "VisibilityTimeout" {
+                            let secs: u32 = value.parse().unwrap_or(30);
+                            value = (secs / self.speed).max(1).to_string();
+                        }
+                        attributes.push((attr, value));
                     }
                 }
                 if name.ends_with(".fifo") {
