@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# The README's run command: set up, then run the local pipeline demo on the AWS emulator.
+# The README's run command: set up, build the function binaries, then run the whole pipeline
+# locally (template.yaml on the AWS emulator, each function its real binary under the Lambda
+# Runtime Interface Emulator) and play the demo workload through it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec cargo run --quiet -p mailroom-cli -- demo "$@"
+cargo build --quiet --workspace --bins
+exec target/debug/mailroom local demo "$@"

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The README's test command: set up, check the SAM template, then run every test (emulator and
-# runtime-API tests included; benchmarks run once each in test mode).
+# The README's test command: set up, check the SAM template, then run every test (emulator,
+# runtime-API and end-to-end tests included; benchmarks run once each in test mode). The
+# function binaries are built first: the end-to-end test runs them under the Runtime
+# Interface Emulator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/check-template.sh
+cargo build --workspace --bins
 cargo test --workspace --all-targets
 cargo test --workspace --doc

@@ -149,7 +149,7 @@ impl Rie {
     ///
     /// # Panics
     /// When the venv or the emulator is missing (run `scripts/setup.sh`), or it cannot start.
-    pub fn start(binary: &std::path::Path, env: &[(&str, &str)]) -> Self {
+    pub async fn start(binary: &std::path::Path, env: &[(&str, &str)]) -> Self {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let rie = crate::local::runner::emulator(&crate::local::Moto::venv(&root))
             .expect("the venv has aws-sam-cli: run scripts/setup.sh");
@@ -159,6 +159,7 @@ impl Rie {
             .collect();
         Self(
             crate::local::runner::FunctionProcess::start(&rie, binary, &env, None)
+                .await
                 .expect("the RIE starts"),
         )
     }

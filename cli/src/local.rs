@@ -266,6 +266,7 @@ struct Summary {
     dlq_reasons: BTreeMap<String, usize>,
     replayed: usize,
     alerts: Vec<String>,
+    sweeps: u64,
     lost: usize,
     duplicate_side_effects: usize,
     seconds: f64,
@@ -518,6 +519,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             .entry(name.to_owned())
             .or_default()
             .records_retried = f.counters.retried.load(Ordering::Relaxed);
+    }
+    if let Some(monitor) = p.functions.get("TaskMonitorFunction") {
+        // The scheduled sweeps, plus the two the demo asks for.
+        summary.sweeps = monitor.counters.scheduled.load(Ordering::Relaxed) + 2;
     }
     summary.duplicate_side_effects = receiver
         .accepted

@@ -137,7 +137,9 @@ impl Pipeline {
                     }
                     None => None,
                 };
-                processes.push(Arc::new(FunctionProcess::start(&rie, &binary, &env, log)?));
+                processes.push(Arc::new(
+                    FunctionProcess::start(&rie, &binary, &env, log).await?,
+                ));
             }
             let counters = Arc::new(Counters::default());
             for source in &spec.queues {

@@ -23,7 +23,15 @@ use tokio::sync::Mutex;
 use crate::local::template::{FunctionSpec, SqsSource};
 use crate::local::{Completion, EventSource, REGION};
 
+/// A loopback port that is free now, picked below Linux's ephemeral range (32768–60999) so
+/// that the many outgoing connections of a pipeline cannot take it before the emulator binds.
 fn free_port() -> std::io::Result<u16> {
+    for _ in 0..64 {
+        let port = fastrand::u16(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -69,6 +77,8 @@ pub enum InvokeError {
 #[derive(Debug)]
 pub struct FunctionProcess {
     child: Mutex<tokio::process::Child>,
+    /// One invocation at a time, as in a Lambda execution environment.
+    busy: Mutex<()>,
     api: u16,
     client: reqwest::Client,
 }
@@ -79,7 +89,59 @@ impl FunctionProcess {
     ///
     /// # Errors
     /// When the emulator cannot start.
-    pub fn start(
+    pub async fn start(
+        rie: &Path,
+        binary: &Path,
+        env: &BTreeMap<String, String>,
+        log: Option<std::fs::File>,
+    ) -> std::io::Result<Self> {
+        // A port can still be taken between the check and the bind: start again on new ports
+        // when the emulator exits at once.
+        let mut last = None;
+        for _ in 0..5 {
+            let log = match &log {
+                Some(f) => Some(f.try_clone()?),
+                None => None,
+            };
+            let process = Self::spawn(rie, binary, env, log)?;
+            match process.settle().await {
+                Ok(()) => return Ok(process),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("the emulator did not start")))
+    }
+
+    /// Waits until the emulator listens, or fails if it exits first.
+    async fn settle(&self) -> std::io::Result<()> {
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if let Some(status) = self.child.lock().await.try_wait()? {
+                return Err(std::io::Error::other(format!(
+                    "the emulator exited: {status}"
+                )));
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.api))
+                .await
+                .is_ok()
+            {
+                // Both servers bind at start: if the other one failed, the process is gone.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if let Some(status) = self.child.lock().await.try_wait()? {
+                    return Err(std::io::Error::other(format!(
+                        "the emulator exited: {status}"
+                    )));
+                }
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(std::io::Error::other(
+            "the emulator did not listen within 10 s",
+        ))
+    }
+
+    fn spawn(
         rie: &Path,
         binary: &Path,
         env: &BTreeMap<String, String>,
@@ -111,6 +173,7 @@ impl FunctionProcess {
         }
         Ok(Self {
             child: Mutex::new(command.spawn()?),
+            busy: Mutex::new(()),
             api,
             client: crate::aws::http_client_builder()
                 .build()
@@ -123,6 +186,7 @@ impl FunctionProcess {
     /// # Errors
     /// A function error, or the emulator not answering.
     pub async fn invoke(&self, event: &Value) -> Result<Value, InvokeError> {
+        let _one_at_a_time = self.busy.lock().await;
         let url = format!(
             "http://127.0.0.1:{}/2015-03-31/functions/function/invocations",
             self.api

@@ -32,7 +32,8 @@ async fn the_notifier_binary_reports_exactly_the_failed_record_through_the_runti
             ("NOTIFIER_SIGNING_SECRET", "whsec_runtime"),
             ("NOTIFIER_ALLOW_PRIVATE_DESTINATIONS", "true"),
         ],
-    );
+    )
+    .await;
     let event = std::fs::read(workspace().join("events/sqs-sns-envelope.json")).expect("fixture");
     let expected_failure =
         serde_json::from_slice::<Value>(&event).expect("json")["Records"][1]["messageId"].clone();

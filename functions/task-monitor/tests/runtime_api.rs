@@ -49,7 +49,8 @@ async fn the_binary_registers_answers_the_status_api_and_sweeps_through_the_runt
             ),
             ("MAILROOM_MONITOR_DLQS", dlq.as_str()),
         ],
-    );
+    )
+    .await;
 
     // WHEN the SNS-enveloped batch arrives on the monitor's queue
     let registered = rie.invoke(&event("sqs-sns-envelope.json")).await;
