@@ -38,6 +38,11 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
 
 type Item = HashMap<String, AttributeValue>;
 
+/// A write that must not undo a success nor cut in on a live lease, unless the writer owns it.
+/// (`:owner` is empty for writers that hold no lease; owners are never empty.)
+const NOT_DONE_NOR_HELD: &str = "attribute_not_exists(pk) OR (#state <> :succeeded AND \
+     (#state <> :in_progress OR attribute_not_exists(lease_until) OR lease_until < :now OR lease_owner = :owner))";
+
 /// A task's state at one consumer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -386,14 +391,15 @@ impl Ledger {
         }
     }
 
-    /// Writes an open state with a reason, unless the pair already succeeded. Returns whether
-    /// it wrote.
+    /// Writes an open state with a reason, unless the pair already succeeded or another live
+    /// invocation holds its lease (the lease's `owner` may write). Returns whether it wrote.
     async fn mark_open(
         &self,
         task_id: &str,
         consumer: &str,
         state: State,
         reason: Option<&str>,
+        owner: Option<&str>,
     ) -> Result<bool, LedgerError> {
         let now = self.clock.now_ms();
         let mut set = String::from(
@@ -408,9 +414,11 @@ impl Ledger {
         set.push_str(" REMOVE lease_owner, lease_until");
         let result = update
             .update_expression(set)
-            .condition_expression("attribute_not_exists(pk) OR #state <> :succeeded")
+            .condition_expression(NOT_DONE_NOR_HELD)
             .expression_attribute_values(":state", s(state.as_str()))
             .expression_attribute_values(":succeeded", s(State::Succeeded.as_str()))
+            .expression_attribute_values(":in_progress", s(State::InProgress.as_str()))
+            .expression_attribute_values(":owner", s(owner.unwrap_or_default()))
             .expression_attribute_values(":shard", s(shard(task_id)))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":now", n(now))
@@ -433,17 +441,19 @@ impl Ledger {
         task_id: &str,
         consumer: &str,
         reason: &str,
+        owner: Option<&str>,
     ) -> Result<bool, LedgerError> {
-        self.mark_open(task_id, consumer, State::DeadLettered, Some(reason))
+        self.mark_open(task_id, consumer, State::DeadLettered, Some(reason), owner)
             .await
     }
 
-    /// Marks the pair `REPLAYED`: replay sent it back to the consumer's queue.
+    /// Marks the pair `REPLAYED`: replay sent it back to the consumer's queue. A consumer that
+    /// already picked the copy up (a live lease) or finished it is left alone.
     ///
     /// # Errors
     /// When DynamoDB does not answer.
     pub async fn replayed(&self, task_id: &str, consumer: &str) -> Result<bool, LedgerError> {
-        self.mark_open(task_id, consumer, State::Replayed, None)
+        self.mark_open(task_id, consumer, State::Replayed, None, None)
             .await
     }
 
@@ -466,9 +476,11 @@ impl Ledger {
                  opened_at = if_not_exists(opened_at, :now), attempts = if_not_exists(attempts, :zero) \
                  REMOVE lease_owner, lease_until, open_shard",
             )
-            .condition_expression("attribute_not_exists(pk) OR #state <> :succeeded")
+            .condition_expression(NOT_DONE_NOR_HELD)
             .expression_attribute_values(":parked", s(State::Parked.as_str()))
             .expression_attribute_values(":succeeded", s(State::Succeeded.as_str()))
+            .expression_attribute_values(":in_progress", s(State::InProgress.as_str()))
+            .expression_attribute_values(":owner", s(""))
             .expression_attribute_values(":reason", s(reason))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":now", n(now))

@@ -167,6 +167,10 @@ async fn bring_up(common: &Common, webhook: &str) -> anyhow::Result<Pipeline> {
     let thresholds = scaled_thresholds(speed);
     let cooldown = (3600 / speed).max(1).to_string();
     env.insert(
+        "example-consumer".to_owned(),
+        set(&[("EXAMPLE_FAULT_INJECTION", Some("true"))]),
+    );
+    env.insert(
         "task-monitor".to_owned(),
         set(&[
             ("MAILROOM_MONITOR_THRESHOLDS", Some(&thresholds)),
@@ -243,18 +247,133 @@ async fn up(common: Common) -> anyhow::Result<()> {
             pipeline.endpoint, topic
         );
     }
+    let inbox = subscribe_inbox(&pipeline, &common.stack).await?;
+    let consumers = consumer_queues(&pipeline).await;
+    let mut alert_count = 0usize;
+    let mut last = String::new();
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
-            () = tokio::time::sleep(Duration::from_secs(5)) => {
-                for line in pipeline.counters_summary() {
-                    println!("  {line}");
+            () = tokio::time::sleep(Duration::from_secs(2)) => {
+                for a in alerts(&pipeline, &inbox).await {
+                    alert_count += 1;
+                    println!("  alert → {a}");
+                }
+                let line = live_summary(&pipeline, &consumers, alert_count).await;
+                if line != last {
+                    println!("{line}");
+                    last = line;
                 }
             }
         }
     }
     pipeline.down().await;
     Ok(())
+}
+
+/// Each consumer function: (logical id, its source queue's logical id, its DLQ's logical id).
+async fn consumer_queues(p: &Pipeline) -> Vec<(String, String, Option<String>)> {
+    let mut out = Vec::new();
+    for (id, f) in &p.functions {
+        let Some(source) = f.spec.queues.first() else {
+            continue;
+        };
+        let Some((queue_id, _)) = p
+            .provisioned
+            .queues
+            .iter()
+            .find(|(_, (_, arn))| *arn == source.arn)
+        else {
+            continue;
+        };
+        let policy = p
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(source.queue.as_str())
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
+            .send()
+            .await
+            .ok()
+            .and_then(|o| o.attributes)
+            .and_then(|a| {
+                a.get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
+                    .cloned()
+            });
+        let dlq_arn = policy
+            .and_then(|p| serde_json::from_str::<Value>(&p).ok())
+            .and_then(|v| v["deadLetterTargetArn"].as_str().map(str::to_owned));
+        let dlq = dlq_arn.and_then(|arn| {
+            p.provisioned
+                .queues
+                .iter()
+                .find(|(_, (_, a))| a.as_str() == arn)
+                .map(|(id, _)| id.clone())
+        });
+        out.push((id.clone(), queue_id.clone(), dlq));
+    }
+    out
+}
+
+/// One line: published (as the monitor's queue saw them), then per consumer: in flight,
+/// succeeded, retried, dead-lettered; and the alerts so far.
+async fn live_summary(
+    p: &Pipeline,
+    consumers: &[(String, String, Option<String>)],
+    alerts: usize,
+) -> String {
+    let published = p
+        .functions
+        .get("TaskMonitorFunction")
+        .map_or(0, |m| m.counters.records.load(Ordering::Relaxed));
+    let mut parts = vec![format!("published {published}")];
+    for (id, queue, dlq) in consumers {
+        if id == "TaskMonitorFunction" {
+            continue;
+        }
+        let c = &p.functions[id].counters;
+        let (visible, in_flight) = p.depth(queue).await;
+        let dead = match dlq {
+            Some(d) => {
+                let (v, f) = p.depth(d).await;
+                v + f
+            }
+            None => 0,
+        };
+        parts.push(format!(
+            "{}: {} queued, {in_flight} in flight, {} done, {} retried, {dead} dead-lettered",
+            p.functions[id].spec.binary,
+            visible,
+            c.succeeded.load(Ordering::Relaxed),
+            c.retried.load(Ordering::Relaxed),
+        ));
+    }
+    parts.push(format!("alerts {alerts}"));
+    format!("  {}", parts.join(" · "))
+}
+
+/// A queue subscribed (raw) to the alerts topic, to show alerts as they go out.
+async fn subscribe_inbox(p: &Pipeline, stack: &str) -> anyhow::Result<mailroom::sqs::QueueUrl> {
+    let (inbox, inbox_arn) =
+        mailroom::local::create_queue(&p.clients.sqs, &format!("{stack}-alerts-inbox"), &[])
+            .await
+            .context("alerts inbox")?;
+    p.clients
+        .sns
+        .subscribe()
+        .topic_arn(
+            p.provisioned
+                .topics
+                .get("AlertsTopic")
+                .context("no AlertsTopic")?,
+        )
+        .protocol("sqs")
+        .endpoint(inbox_arn.as_str())
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .context("subscribing the alerts inbox")?;
+    Ok(inbox)
 }
 
 /// What the demo saw.
@@ -278,6 +397,7 @@ struct ConsumerSummary {
     parked: usize,
     other: BTreeMap<String, usize>,
     records_retried: u64,
+    batches_failed: u64,
 }
 
 async fn publish(p: &Pipeline, n: usize) -> anyhow::Result<Vec<String>> {
@@ -299,7 +419,14 @@ async fn publish(p: &Pipeline, n: usize) -> anyhow::Result<Vec<String>> {
             } else {
                 "c-ok"
             };
-            let payload = json!({"order_id": format!("o-{i:05}"), "amount_cents": 100 + i, "customer": customer});
+            let mut payload = json!({"order_id": format!("o-{i:05}"), "amount_cents": 100 + i, "customer": customer});
+            // The example consumer panics on 1 in 100 at first delivery, and once, halfway,
+            // its process dies mid-batch.
+            if i == n / 2 {
+                payload["fault"] = json!("crash");
+            } else if i % 100 == 7 {
+                payload["fault"] = json!("panic");
+            }
             req = req.publish_batch_request_entries(
                 PublishBatchRequestEntry::builder()
                     .id(i.to_string())
@@ -393,28 +520,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         );
         print_topology(&p);
     }
-    let (inbox, inbox_arn) = mailroom::local::create_queue(
-        &p.clients.sqs,
-        &format!("{}-alerts-inbox", common.stack),
-        &[],
-    )
-    .await
-    .context("alerts inbox")?;
-    p.clients
-        .sns
-        .subscribe()
-        .topic_arn(
-            p.provisioned
-                .topics
-                .get("AlertsTopic")
-                .context("no AlertsTopic")?,
-        )
-        .protocol("sqs")
-        .endpoint(inbox_arn.as_str())
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .context("subscribing the alerts inbox")?;
+    let inbox = subscribe_inbox(&p, &common.stack).await?;
     let say = |line: String| {
         if !args.json {
             println!("{line}");
@@ -423,7 +529,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 
     let ids = publish(&p, args.events).await?;
     say(format!(
-        "published {} events to the events topic (1 in 8 meets a flaky webhook, 1 in 10 a webhook that refuses it until fixed)",
+        "published {} events to the events topic (1 in 8 meets a flaky webhook, 1 in 10 a webhook that refuses it until fixed; the example consumer panics on 1 in 100 at first delivery and its process is killed mid-batch once)",
         ids.len()
     ));
     let timeout = Duration::from_secs(60 + u64::try_from(args.events).unwrap_or(0) / 5);
@@ -514,11 +620,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             "ExampleConsumerFunction" => "example-consumer",
             _ => continue,
         };
-        summary
-            .consumers
-            .entry(name.to_owned())
-            .or_default()
-            .records_retried = f.counters.retried.load(Ordering::Relaxed);
+        let c = summary.consumers.entry(name.to_owned()).or_default();
+        c.records_retried = f.counters.retried.load(Ordering::Relaxed);
+        c.batches_failed = f.counters.batch_failures.load(Ordering::Relaxed);
     }
     if let Some(monitor) = p.functions.get("TaskMonitorFunction") {
         // The scheduled sweeps, plus the two the demo asks for.
@@ -540,8 +644,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         println!("  published        {}", summary.published);
         for (name, c) in &summary.consumers {
             println!(
-                "  {name:<16} {} succeeded (ledger), {} parked, {} records retried on the way",
-                c.succeeded_in_ledger, c.parked, c.records_retried
+                "  {name:<16} {} succeeded (ledger), {} parked, {} records retried on the way, {} whole batches failed",
+                c.succeeded_in_ledger, c.parked, c.records_retried, c.batches_failed
             );
         }
         println!(

@@ -1,6 +1,8 @@
 //! The end-to-end test: `mailroom local demo` with 1,000 events through the whole local
 //! pipeline (template.yaml on moto, every function its real binary under the Runtime Interface
-//! Emulator). The function binaries must be built (`scripts/test.sh` builds them first).
+//! Emulator), with a fault mix: flaky and refusing webhooks, a panic in 1 of 100 records, and
+//! the example consumer's process killed mid-batch once. The function binaries must be built
+//! (`scripts/test.sh` builds them first).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -56,9 +58,12 @@ fn a_thousand_events_all_succeed_once_after_the_dlq_alert_the_replay_and_the_res
     }
     // 1 in 8 met a flaky webhook once: retried, not dead-lettered. 1 in 10 was refused (400)
     // until the fix: poison in the DLQ with its reason, then replayed, every one.
+    // (A batch that outlives its visibility timeout on a loaded machine is delivered twice, so
+    // a refused event can reach the DLQ twice: at least once, never lost, each copy replayed,
+    // and the ledger's lease keeps the copies from being delivered twice.)
     let dead = s["dead_lettered"]["NotifierDLQ"].as_u64().expect("count");
-    assert_eq!(dead, 100);
-    assert_eq!(s["replayed"], 100);
+    assert!(dead >= 100, "{dead}");
+    assert_eq!(s["replayed"].as_u64(), Some(dead));
     assert!(
         s["consumers"]["notifier"]["records_retried"]
             .as_u64()
@@ -66,6 +71,17 @@ fn a_thousand_events_all_succeed_once_after_the_dlq_alert_the_replay_and_the_res
             >= 100
     );
     assert_eq!(s["dead_lettered"]["ExampleDLQ"], 0);
+    // The example consumer panicked on 10 records (each retried alone) and its process was
+    // killed mid-batch once (that whole batch failed and came back): all succeeded in the end.
+    let example = &s["consumers"]["example-consumer"];
+    assert!(
+        example["batches_failed"].as_u64().expect("n") >= 1,
+        "{example}"
+    );
+    assert!(
+        example["records_retried"].as_u64().expect("n") >= 11,
+        "{example}"
+    );
     // The alerts topic, read through a queue subscribed to it: the DLQ raised an ALARM when
     // it first filled and was RESOLVED after the replay drained it. The monitor's sweep runs
     // every 5 s here (speed ×60), so the 1,000-event backlog also crosses the scaled 45-minute

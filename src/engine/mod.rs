@@ -711,9 +711,10 @@ where
         let d = self.attempt(w).await;
         let written = match &d.report.outcome {
             Outcome::Succeeded => ledger.succeed(&task, consumer).await,
-            Outcome::Poisoned { reason, .. } => {
-                ledger.dead_letter(&task, consumer, reason).await.map(drop)
-            }
+            Outcome::Poisoned { reason, .. } => ledger
+                .dead_letter(&task, consumer, reason, Some(&owner))
+                .await
+                .map(drop),
             Outcome::Failed { reason, .. } => {
                 ledger.fail(&task, consumer, &owner, reason).await.map(drop)
             }

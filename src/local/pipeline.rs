@@ -113,6 +113,11 @@ impl Pipeline {
             env.insert("AWS_SECRET_ACCESS_KEY".into(), "local".into());
             env.insert("AWS_ENDPOINT_URL".into(), endpoint.clone());
             env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), spec.logical_id.clone());
+            // The emulator gives each invocation this deadline, as Lambda does.
+            env.insert(
+                "AWS_LAMBDA_FUNCTION_TIMEOUT".into(),
+                spec.timeout_secs.to_string(),
+            );
             for (k, v) in options.env.get(&spec.binary).into_iter().flatten() {
                 match v {
                     Some(v) => env.insert(k.clone(), v.clone()),

@@ -202,10 +202,18 @@ impl FunctionProcess {
                 Err(e) => return Err(InvokeError::Transport(e.to_string())),
             }
         };
+        let status = response.status();
         let bytes = response
             .bytes()
             .await
             .map_err(|e| InvokeError::Transport(e.to_string()))?;
+        if !status.is_success() {
+            // The emulator answers 502 when the function process dies mid-invocation.
+            return Err(InvokeError::Function {
+                error_type: format!("Runtime.ExitError (HTTP {status})"),
+                message: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
+            });
+        }
         let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
             InvokeError::Transport(format!("{e}: {}", String::from_utf8_lossy(&bytes)))
         })?;

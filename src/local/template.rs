@@ -62,6 +62,8 @@ pub struct FunctionSpec {
     pub queues: Vec<SqsSource>,
     /// Schedule expressions (`rate(5 minutes)`).
     pub schedules: Vec<String>,
+    /// `Timeout` (the function's, else the template's `Globals`, else Lambda's 3 s).
+    pub timeout_secs: u64,
 }
 
 /// What was provisioned.
@@ -156,7 +158,7 @@ impl Template {
     }
 
     /// [`Template::provision`], with queue visibility timeouts divided by `speed` (at least
-    /// 1 s), so retries and redrive play out faster in demos and tests.
+    /// 10 s), so retries and redrive play out faster in demos and tests.
     ///
     /// # Errors
     /// As [`Template::provision`].
@@ -348,8 +350,11 @@ impl Provisioner<'_> {
                     if !props[prop].is_null() {
                         let mut value = self.string(&props[prop], "").await?;
                         if prop == "VisibilityTimeout" {
+                            // Sped up, but never below 10 s: a batch that outlives its
+                            // visibility is delivered twice, which a loaded machine would
+                            // turn into noise.
                             let secs: u32 = value.parse().unwrap_or(30);
-                            value = (secs / self.speed).max(1).to_string();
+                            value = (secs / self.speed).max(secs.min(10)).to_string();
                         }
                         attributes.push((attr, value));
                     }
@@ -478,12 +483,21 @@ impl Provisioner<'_> {
                 _ => {}
             }
         }
+        let timeout = if props["Timeout"].is_null() {
+            self.template.doc["Globals"]["Function"]["Timeout"].clone()
+        } else {
+            props["Timeout"].clone()
+        };
+        let timeout_secs = scalar(&Box::pin(self.resolve(&timeout)).await?)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(3);
         Ok(FunctionSpec {
             logical_id: id.to_owned(),
             binary,
             environment,
             queues,
             schedules,
+            timeout_secs,
         })
     }
 

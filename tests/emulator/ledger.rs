@@ -282,7 +282,7 @@ async fn replay_and_parking_move_a_dead_letter_on_and_nothing_reopens_a_success(
     let bed = TestBed::new().await;
     let ledger = bed.ledger(Arc::new(SystemClock)).await;
     ledger
-        .dead_letter("task-d", "billing", "amount must be positive")
+        .dead_letter("task-d", "billing", "amount must be positive", None)
         .await
         .expect("ledger call");
     assert!(
@@ -328,7 +328,7 @@ async fn replay_and_parking_move_a_dead_letter_on_and_nothing_reopens_a_success(
         .expect("ledger call");
     assert!(
         !ledger
-            .dead_letter("task-s", "billing", "late poison")
+            .dead_letter("task-s", "billing", "late poison", None)
             .await
             .expect("ledger call")
     );
@@ -353,4 +353,66 @@ async fn replay_and_parking_move_a_dead_letter_on_and_nothing_reopens_a_success(
             .state,
         State::Succeeded
     );
+}
+
+#[tokio::test]
+async fn replay_and_parking_never_cut_in_on_a_live_lease() {
+    // GIVEN a consumer that picked up a replayed copy and holds its lease
+    let bed = TestBed::new().await;
+    let clock = Arc::new(ManualClock::starting_now());
+    let ledger = bed.ledger(clock.clone()).await;
+    let until = clock.now_ms() + 30_000;
+    ledger
+        .acquire("task-r", "billing", "inv-1", until, None)
+        .await
+        .expect("lease");
+
+    // WHEN replay's marks for another copy of the task arrive meanwhile
+    let replayed = ledger.replayed("task-r", "billing").await.expect("ledger");
+    let parked = ledger
+        .park("task-r", "billing", "too many")
+        .await
+        .expect("ledger");
+    let other_poison = ledger
+        .dead_letter("task-r", "billing", "x", Some("inv-2"))
+        .await
+        .expect("ledger");
+
+    // THEN none of them wrote: the lease holds, so a second copy is held off, not run twice
+    assert!(!replayed && !parked && !other_poison);
+    let e = ledger
+        .get("task-r", "billing")
+        .await
+        .expect("ledger")
+        .expect("entry");
+    assert_eq!(
+        (e.state, e.lease_until_ms),
+        (State::InProgress, Some(until))
+    );
+    assert_eq!(
+        ledger
+            .acquire("task-r", "billing", "inv-2", until, None)
+            .await
+            .expect("ledger"),
+        Lease::Held { until_ms: until }
+    );
+    // AND the lease's owner can still record its own poison
+    assert!(
+        ledger
+            .dead_letter(
+                "task-r",
+                "billing",
+                "amount must be positive",
+                Some("inv-1")
+            )
+            .await
+            .expect("ledger")
+    );
+    // AND once a lease has run out, replay may mark the pair again
+    ledger
+        .acquire("task-q", "billing", "dead", clock.now_ms() + 1_000, None)
+        .await
+        .expect("lease");
+    clock.advance(Duration::from_secs(2));
+    assert!(ledger.replayed("task-q", "billing").await.expect("ledger"));
 }

@@ -265,7 +265,7 @@ async fn replay_marks_the_ledger_replayed_and_parked_with_the_reason() {
     let parking = bed.queue(&unique("parking"), &[]).await;
     for task in ["task-back", "task-tired"] {
         ledger
-            .dead_letter(task, "billing", "amount must be positive")
+            .dead_letter(task, "billing", "amount must be positive", None)
             .await
             .expect("ledger");
     }

@@ -116,8 +116,10 @@ async fn template_yaml_provisions_the_topology_and_describes_the_functions() {
     assert_eq!(notifier.queues[0].arn, notifier_arn);
     assert_eq!(notifier.queues[0].batch_size, 10);
     assert!(notifier.queues[0].report_batch_item_failures);
+    assert_eq!(notifier.timeout_secs, 30, "from Globals");
     let monitor = f("TaskMonitorFunction");
     assert_eq!(monitor.schedules, vec!["rate(5 minutes)".to_owned()]);
+    assert_eq!(monitor.timeout_secs, 60, "its own Timeout");
     let env = monitor.environment.clone();
     let config =
         MonitorConfig::from_lookup(|k| env.get(k).cloned()).expect("the monitor's env parses");

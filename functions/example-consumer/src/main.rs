@@ -2,5 +2,9 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    mailroom::run(example_consumer::handle).await
+    if std::env::var("EXAMPLE_FAULT_INJECTION").is_ok_and(|v| v == "true") {
+        mailroom::run(example_consumer::handle_with_faults).await
+    } else {
+        mailroom::run(example_consumer::handle).await
+    }
 }
