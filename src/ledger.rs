@@ -391,9 +391,10 @@ impl Ledger {
         }
     }
 
-    /// Writes an open state with a reason, unless the pair already succeeded or another live
-    /// invocation holds its lease (the lease's `owner` may write). Returns whether it wrote.
-    async fn mark_open(
+    /// Writes `state` with a reason (keeping the pair in the open index, or taking it out for
+    /// `PARKED`), unless the pair already succeeded or another live invocation holds its lease
+    /// (the lease's `owner` may write). Returns whether it wrote.
+    async fn mark(
         &self,
         task_id: &str,
         consumer: &str,
@@ -403,15 +404,22 @@ impl Ledger {
     ) -> Result<bool, LedgerError> {
         let now = self.clock.now_ms();
         let mut set = String::from(
-            "SET #state = :state, updated_at = :now, expires_at = :ttl, open_shard = :shard, \
+            "SET #state = :state, updated_at = :now, expires_at = :ttl, \
              opened_at = if_not_exists(opened_at, :now), attempts = if_not_exists(attempts, :zero)",
         );
+        let mut remove = String::from(" REMOVE lease_owner, lease_until");
         let mut update = self.update(task_id, consumer);
+        if state.is_open() {
+            set.push_str(", open_shard = :shard");
+            update = update.expression_attribute_values(":shard", s(shard(task_id)));
+        } else {
+            remove.push_str(", open_shard");
+        }
         if let Some(reason) = reason {
             set.push_str(", last_error = :reason");
             update = update.expression_attribute_values(":reason", s(reason));
         }
-        set.push_str(" REMOVE lease_owner, lease_until");
+        set.push_str(&remove);
         let result = update
             .update_expression(set)
             .condition_expression(NOT_DONE_NOR_HELD)
@@ -419,7 +427,6 @@ impl Ledger {
             .expression_attribute_values(":succeeded", s(State::Succeeded.as_str()))
             .expression_attribute_values(":in_progress", s(State::InProgress.as_str()))
             .expression_attribute_values(":owner", s(owner.unwrap_or_default()))
-            .expression_attribute_values(":shard", s(shard(task_id)))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":ttl", self.expires_at(now))
@@ -443,7 +450,7 @@ impl Ledger {
         reason: &str,
         owner: Option<&str>,
     ) -> Result<bool, LedgerError> {
-        self.mark_open(task_id, consumer, State::DeadLettered, Some(reason), owner)
+        self.mark(task_id, consumer, State::DeadLettered, Some(reason), owner)
             .await
     }
 
@@ -453,7 +460,7 @@ impl Ledger {
     /// # Errors
     /// When DynamoDB does not answer.
     pub async fn replayed(&self, task_id: &str, consumer: &str) -> Result<bool, LedgerError> {
-        self.mark_open(task_id, consumer, State::Replayed, None, None)
+        self.mark(task_id, consumer, State::Replayed, None, None)
             .await
     }
 
@@ -468,30 +475,8 @@ impl Ledger {
         consumer: &str,
         reason: &str,
     ) -> Result<bool, LedgerError> {
-        let now = self.clock.now_ms();
-        let result = self
-            .update(task_id, consumer)
-            .update_expression(
-                "SET #state = :parked, last_error = :reason, updated_at = :now, expires_at = :ttl, \
-                 opened_at = if_not_exists(opened_at, :now), attempts = if_not_exists(attempts, :zero) \
-                 REMOVE lease_owner, lease_until, open_shard",
-            )
-            .condition_expression(NOT_DONE_NOR_HELD)
-            .expression_attribute_values(":parked", s(State::Parked.as_str()))
-            .expression_attribute_values(":succeeded", s(State::Succeeded.as_str()))
-            .expression_attribute_values(":in_progress", s(State::InProgress.as_str()))
-            .expression_attribute_values(":owner", s(""))
-            .expression_attribute_values(":reason", s(reason))
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":ttl", self.expires_at(now))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(LedgerError::sdk("UpdateItem", &e)),
-        }
+        self.mark(task_id, consumer, State::Parked, Some(reason), None)
+            .await
     }
 
     /// Registers a published task at a consumer that is expected to handle it. Only creates:

@@ -39,6 +39,16 @@ enum Command {
     Local(local::Command),
 }
 
+/// The SDK configuration for an operator: the default credential chain (profiles, SSO,
+/// `credential_process`, …), or the emulator at `endpoint_url`.
+async fn aws_config(endpoint_url: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::from_env();
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -83,11 +83,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 .build()?,
         ));
     }
-    let mut loader = aws_config::from_env();
-    if let Some(url) = &args.endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    let sns = aws_sdk_sns::Client::new(&loader.load().await);
+    let sns = aws_sdk_sns::Client::new(&crate::aws_config(args.endpoint_url.as_deref()).await);
     let topic = topic_arn(&sns, &args.topic).await?;
     let fifo = topic.ends_with(".fifo");
     if fifo && args.group_id.is_none() {

@@ -78,11 +78,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let mut loader = aws_config::from_env();
-    if let Some(url) = &args.endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    let sqs = aws_sdk_sqs::Client::new(&loader.load().await);
+    let sqs = aws_sdk_sqs::Client::new(&crate::aws_config(args.endpoint_url.as_deref()).await);
     let source = resolve(&sqs, &args.source).await?;
     let target = match &args.target {
         Some(t) => Some(resolve(&sqs, t).await?),

@@ -46,11 +46,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let mut loader = aws_config::from_env();
-    if let Some(url) = &args.endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    let aws = loader.load().await;
+    let aws = crate::aws_config(args.endpoint_url.as_deref()).await;
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let mut dlqs: Vec<QueueUrl> = Vec::new();
     for q in &args.dlqs {
