@@ -341,11 +341,12 @@ async fn live_summary(
             None => 0,
         };
         parts.push(format!(
-            "{}: {} queued, {in_flight} in flight, {} done, {} retried, {dead} dead-lettered",
+            "{}: {} queued, {in_flight} in flight, {} done, {} retried, {dead} dead-lettered, {} replayed in",
             p.functions[id].spec.binary,
             visible,
             c.succeeded.load(Ordering::Relaxed),
             c.retried.load(Ordering::Relaxed),
+            c.replayed.load(Ordering::Relaxed),
         ));
     }
     parts.push(format!("alerts {alerts}"));

@@ -247,6 +247,8 @@ pub struct Counters {
     pub batch_failures: AtomicU64,
     /// Scheduled invocations.
     pub scheduled: AtomicU64,
+    /// Records that arrived replayed from a DLQ (they carry the replay count).
+    pub replayed: AtomicU64,
 }
 
 impl Counters {
@@ -304,6 +306,15 @@ async fn deliver(
 ) {
     Counters::add(&counters.invocations, 1);
     Counters::add(&counters.records, event.records.len());
+    let replayed = event
+        .records
+        .iter()
+        .filter(|r| {
+            r.message_attributes
+                .contains_key(crate::replay::REPLAY_COUNT_ATTRIBUTE)
+        })
+        .count();
+    Counters::add(&counters.replayed, replayed);
     let payload = serde_json::to_value(event).unwrap_or(Value::Null);
     let result = function.invoke(&payload).await.and_then(|v| {
         serde_json::from_value::<SqsBatchResponse>(v)
