@@ -206,6 +206,17 @@ fn is_conditional_failure<R>(
         .is_some_and(aws_sdk_dynamodb::operation::update_item::UpdateItemError::is_conditional_check_failed_exception)
 }
 
+/// Whether a conditional update wrote: `false` when its condition did not hold.
+fn written<O, R: fmt::Debug>(
+    result: Result<O, SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, R>>,
+) -> Result<bool, LedgerError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if is_conditional_failure(&e) => Ok(false),
+        Err(e) => Err(LedgerError::sdk("UpdateItem", &e)),
+    }
+}
+
 impl Ledger {
     /// The ledger in `table`, on the system clock.
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
@@ -384,11 +395,7 @@ impl Ledger {
             .expression_attribute_values(":ttl", self.expires_at(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(LedgerError::sdk("UpdateItem", &e)),
-        }
+        written(result)
     }
 
     /// Writes `state` with a reason (keeping the pair in the open index, or taking it out for
@@ -432,11 +439,7 @@ impl Ledger {
             .expression_attribute_values(":ttl", self.expires_at(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(LedgerError::sdk("UpdateItem", &e)),
-        }
+        written(result)
     }
 
     /// Marks the pair `DEAD_LETTERED` with the poison reason (unless it already succeeded).
@@ -506,11 +509,7 @@ impl Ledger {
             .expression_attribute_values(":ttl", self.expires_at(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(LedgerError::sdk("UpdateItem", &e)),
-        }
+        written(result)
     }
 
     /// One pair, read consistently.
