@@ -89,11 +89,13 @@ impl<T> Message<T> {
 
     /// When SNS accepted the publish (the envelope's `Timestamp`), in milliseconds since the Unix epoch.
     pub fn published_at_ms(&self) -> Option<i64> {
-        self.meta
-            .sns
-            .as_ref()
-            .and_then(|s| s.timestamp.as_deref())
-            .and_then(parse_iso8601_ms)
+        self.meta.published_at_ms()
+    }
+
+    /// When the task began: the publish time, else when SQS received the message (ms since
+    /// the Unix epoch). The ledger opens a task at this time.
+    pub fn first_seen_ms(&self) -> Option<u64> {
+        self.meta.first_seen_ms()
     }
 
     /// The W3C `traceparent`, when a valid one was sent on either attribute layer.
@@ -188,6 +190,21 @@ pub(crate) struct RecordMeta {
 }
 
 impl RecordMeta {
+    /// When SNS accepted the publish, in milliseconds since the Unix epoch.
+    pub(crate) fn published_at_ms(&self) -> Option<i64> {
+        self.sns
+            .as_ref()
+            .and_then(|s| s.timestamp.as_deref())
+            .and_then(parse_iso8601_ms)
+    }
+
+    /// When the task began: the publish time, else when SQS received the message.
+    pub(crate) fn first_seen_ms(&self) -> Option<u64> {
+        self.published_at_ms()
+            .or(self.sent_at_ms)
+            .and_then(|t| u64::try_from(t).ok())
+    }
+
     pub(crate) fn task_id(&self) -> Option<&str> {
         self.task_id
             .as_deref()

@@ -400,6 +400,31 @@ pub fn parse_redrive_target(policy: &str) -> Result<QueueArn, SqsError> {
         .map_err(|e| SqsError::new("GetQueueAttributes", e))
 }
 
+/// A queue's approximate `(visible, in flight)` message counts.
+///
+/// # Errors
+/// When the call fails.
+pub async fn queue_depth(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &QueueUrl,
+) -> Result<(u64, u64), SqsError> {
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(queue.as_str())
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .map_err(|e| SqsError::new("GetQueueAttributes", DisplayErrorContext(e)))?
+        .attributes
+        .unwrap_or_default();
+    let count = |k: &QueueAttributeName| attrs.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Ok((
+        count(&QueueAttributeName::ApproximateNumberOfMessages),
+        count(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    ))
+}
+
 #[cfg(any(test, feature = "test-util"))]
 pub use fake::{FakeQueues, SentMessage};
 

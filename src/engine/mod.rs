@@ -670,14 +670,7 @@ where
                 .deadline
                 .remaining()
                 .unwrap_or(self.engine.config.lease));
-        let meta = &w.received.meta;
-        let published = meta
-            .sns
-            .as_ref()
-            .and_then(|sns| sns.timestamp.as_deref())
-            .and_then(parse_iso8601_ms)
-            .or(meta.sent_at_ms)
-            .and_then(|t| u64::try_from(t).ok());
+        let published = w.received.meta.first_seen_ms();
         match ledger
             .acquire(&task, consumer, &owner, until, published)
             .await

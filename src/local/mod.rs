@@ -12,6 +12,7 @@ pub mod pipeline;
 pub mod runner;
 pub mod template;
 
+pub use crate::sqs::queue_depth;
 pub use moto::Moto;
 
 use std::collections::{HashMap, HashSet};
@@ -110,31 +111,6 @@ pub async fn create_queue(
         .parse()
         .map_err(|e| SqsError::new("GetQueueAttributes", e))?;
     Ok((url, arn))
-}
-
-/// A queue's approximate `(visible, in flight)` message counts.
-///
-/// # Errors
-/// When the call fails.
-pub async fn queue_depth(
-    sqs: &aws_sdk_sqs::Client,
-    queue: &QueueUrl,
-) -> Result<(u64, u64), SqsError> {
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(queue.as_str())
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .map_err(|e| SqsError::new("GetQueueAttributes", DisplayErrorContext(e)))?
-        .attributes
-        .unwrap_or_default();
-    let count = |k: &QueueAttributeName| attrs.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
-    Ok((
-        count(&QueueAttributeName::ApproximateNumberOfMessages),
-        count(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-    ))
 }
 
 fn base64_data(bytes: &[u8]) -> Base64Data {

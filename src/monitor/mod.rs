@@ -438,10 +438,7 @@ impl Monitor {
             );
             return Ok((0, 0));
         };
-        let published = message
-            .published_at_ms()
-            .or(message.sent_at_ms())
-            .and_then(|t| u64::try_from(t).ok());
+        let published = message.first_seen_ms();
         let (mut created, mut known) = (0, 0);
         for (consumer, policy) in &self.config.consumers {
             if !policy.matches(message) {
@@ -490,7 +487,7 @@ impl Monitor {
 
     async fn depth(&self, url: &QueueUrl) -> Result<u64, MonitorError> {
         let (visible, in_flight) =
-            crate::local::queue_depth(&self.sqs, url)
+            crate::sqs::queue_depth(&self.sqs, url)
                 .await
                 .map_err(|e| MonitorError::Sqs {
                     operation: "GetQueueAttributes",
