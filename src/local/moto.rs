@@ -28,6 +28,15 @@ impl Moto {
     /// # Errors
     /// When the venv has no Python, the process cannot start, or moto does not answer in 30 s.
     pub fn start(venv: &Path) -> io::Result<Self> {
+        Self::start_with_env(venv, &[])
+    }
+
+    /// [`Moto::start`] with extra environment for the server, such as
+    /// `MAILROOM_MOTO_STOCK_SQS=1` for moto's own SQS code (see `moto_server.py`).
+    ///
+    /// # Errors
+    /// As [`Moto::start`].
+    pub fn start_with_env(venv: &Path, env: &[(&str, &str)]) -> io::Result<Self> {
         let python = venv.join("bin").join("python");
         if !python.exists() {
             return Err(io::Error::new(
@@ -43,6 +52,7 @@ impl Moto {
             .arg("-c")
             .arg(LAUNCHER)
             .arg(port.to_string())
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -1,0 +1,240 @@
+//! The test bed's moto runs SQS without moto's per-message queue scans (`moto_server.py`). The
+//! same conversation with SQS against that server and against moto's own code must give the
+//! same answers: counts of visible, in-flight and delayed messages, content-based
+//! deduplication, receipt handles old and new, deletes of valid, repeated and unknown handles.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, QueueAttributeName};
+use mailroom::local::{self, Moto};
+
+use crate::helpers::{endpoint, unique};
+
+/// What a client can observe of one run of the conversation, with ids replaced by bodies.
+type Transcript = Vec<String>;
+
+async fn counts(sqs: &aws_sdk_sqs::Client, queue: &str) -> String {
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(queue)
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await
+        .expect("GetQueueAttributes")
+        .attributes
+        .unwrap_or_default();
+    let get = |name: QueueAttributeName| attrs.get(&name).cloned().unwrap_or_default();
+    format!(
+        "visible={} in_flight={} delayed={}",
+        get(QueueAttributeName::ApproximateNumberOfMessages),
+        get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        get(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+    )
+}
+
+async fn receive(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    n: i32,
+    hide: i32,
+) -> Vec<(String, String)> {
+    let mut got: Vec<(String, String)> = sqs
+        .receive_message()
+        .queue_url(queue)
+        .max_number_of_messages(n)
+        .visibility_timeout(hide)
+        .send()
+        .await
+        .expect("ReceiveMessage")
+        .messages
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| {
+            (
+                m.body.unwrap_or_default(),
+                m.receipt_handle.unwrap_or_default(),
+            )
+        })
+        .collect();
+    got.sort();
+    got
+}
+
+async fn delete_batch(sqs: &aws_sdk_sqs::Client, queue: &str, handles: &[(&str, &str)]) -> String {
+    let mut req = sqs.delete_message_batch().queue_url(queue);
+    for (id, handle) in handles {
+        req = req.entries(
+            DeleteMessageBatchRequestEntry::builder()
+                .id(*id)
+                .receipt_handle(*handle)
+                .build()
+                .expect("entry"),
+        );
+    }
+    let out = req.send().await.expect("DeleteMessageBatch");
+    let mut ok: Vec<&str> = out
+        .successful()
+        .iter()
+        .map(aws_sdk_sqs::types::DeleteMessageBatchResultEntry::id)
+        .collect();
+    ok.sort_unstable();
+    let mut failed: Vec<String> = out
+        .failed()
+        .iter()
+        .map(|f| format!("{}:{}", f.id(), f.code()))
+        .collect();
+    failed.sort();
+    format!("deleted {ok:?} failed {failed:?}")
+}
+
+async fn conversation(endpoint: &str) -> Transcript {
+    let config = local::emulator_config(endpoint).await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let mut seen = Transcript::new();
+
+    let queue = sqs
+        .create_queue()
+        .queue_name(unique("fidelity"))
+        .send()
+        .await
+        .expect("CreateQueue")
+        .queue_url
+        .expect("url");
+    for (body, delay) in [("a", 0), ("b", 0), ("c", 0), ("d", 0), ("late", 600)] {
+        sqs.send_message()
+            .queue_url(&queue)
+            .message_body(body)
+            .delay_seconds(delay)
+            .send()
+            .await
+            .expect("SendMessage");
+    }
+    seen.push(counts(&sqs, &queue).await);
+
+    // Receive everything visible, hidden for 10 minutes; nothing is left to receive.
+    let first = receive(&sqs, &queue, 10, 600).await;
+    seen.push(format!(
+        "received {:?}",
+        first.iter().map(|m| &m.0).collect::<Vec<_>>()
+    ));
+    seen.push(format!(
+        "then {}",
+        receive(&sqs, &queue, 10, 600).await.len()
+    ));
+    seen.push(counts(&sqs, &queue).await);
+
+    let handle = |body: &str| {
+        first
+            .iter()
+            .find(|m| m.0 == body)
+            .map(|m| m.1.clone())
+            .expect("received")
+    };
+    // One delete, then a batch: that handle again, a valid one, an unknown one.
+    sqs.delete_message()
+        .queue_url(&queue)
+        .receipt_handle(handle("a"))
+        .send()
+        .await
+        .expect("DeleteMessage");
+    let (a, b) = (handle("a"), handle("b"));
+    seen.push(
+        delete_batch(
+            &sqs,
+            &queue,
+            &[("again", &a), ("valid", &b), ("unknown", "not-a-handle")],
+        )
+        .await,
+    );
+    let unknown = sqs
+        .delete_message()
+        .queue_url(&queue)
+        .receipt_handle("not-a-handle")
+        .send()
+        .await;
+    seen.push(format!(
+        "single unknown: {}",
+        unknown
+            .err()
+            .and_then(|e| e.into_service_error().meta().code().map(str::to_owned))
+            .unwrap_or_else(|| "accepted".into())
+    ));
+    seen.push(counts(&sqs, &queue).await);
+
+    // "c" is released and received again. moto deletes it with its old handle (SQS may accept
+    // the call and keep the message); what matters here is that both servers agree.
+    let old_c = handle("c");
+    sqs.change_message_visibility()
+        .queue_url(&queue)
+        .receipt_handle(&old_c)
+        .visibility_timeout(0)
+        .send()
+        .await
+        .expect("ChangeMessageVisibility");
+    let again = receive(&sqs, &queue, 10, 600).await;
+    seen.push(format!(
+        "received again {:?}",
+        again.iter().map(|m| &m.0).collect::<Vec<_>>()
+    ));
+    seen.push(delete_batch(&sqs, &queue, &[("old-handle", &old_c)]).await);
+    seen.push(counts(&sqs, &queue).await);
+
+    // FIFO with content-based deduplication: a repeated body within the window is dropped.
+    let fifo = sqs
+        .create_queue()
+        .queue_name(format!("{}.fifo", unique("fidelity")))
+        .attributes(QueueAttributeName::FifoQueue, "true")
+        .attributes(QueueAttributeName::ContentBasedDeduplication, "true")
+        .send()
+        .await
+        .expect("CreateQueue fifo")
+        .queue_url
+        .expect("url");
+    for body in ["x", "y", "x"] {
+        sqs.send_message()
+            .queue_url(&fifo)
+            .message_body(body)
+            .message_group_id("g")
+            .send()
+            .await
+            .expect("SendMessage fifo");
+    }
+    seen.push(format!("fifo {}", counts(&sqs, &fifo).await));
+    let mut bodies = BTreeMap::new();
+    for (body, _) in receive(&sqs, &fifo, 10, 600).await {
+        *bodies.entry(body).or_insert(0) += 1;
+    }
+    seen.push(format!("fifo received {bodies:?}"));
+    seen
+}
+
+#[tokio::test]
+async fn the_test_beds_sqs_answers_as_motos_own_code_does() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let stock = Moto::start_with_env(&Moto::venv(root), &[("MAILROOM_MOTO_STOCK_SQS", "1")])
+        .expect("moto with its own SQS code");
+
+    let fast = conversation(endpoint()).await;
+    let own = conversation(stock.endpoint()).await;
+
+    assert_eq!(fast, own, "the test bed's SQS differs from moto's own");
+    // And the conversation went as expected, so the two did not agree by both failing.
+    assert_eq!(
+        fast,
+        vec![
+            "visible=4 in_flight=0 delayed=1",
+            r#"received ["a", "b", "c", "d"]"#,
+            "then 0",
+            "visible=0 in_flight=4 delayed=1",
+            r#"deleted ["again", "valid"] failed ["unknown:ReceiptHandleIsInvalid"]"#,
+            "single unknown: ReceiptHandleIsInvalid",
+            "visible=0 in_flight=2 delayed=1",
+            r#"received again ["c"]"#,
+            r#"deleted ["old-handle"] failed []"#,
+            "visible=0 in_flight=1 delayed=1",
+            "fifo visible=2 in_flight=0 delayed=0",
+            r#"fifo received {"x": 1, "y": 1}"#,
+        ]
+    );
+}
