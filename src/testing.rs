@@ -26,13 +26,15 @@ pub fn fixture(name: &str) -> SqsEvent {
 }
 
 /// A port decorator for tests and benchmarks: counts every SQS call, and can fail the n-th
-/// `SendMessageBatch` to show that a failure midway loses nothing.
+/// `SendMessageBatch` or `ReceiveMessage` to show that a failure midway loses nothing.
 #[derive(Debug)]
 pub struct Instrumented<P> {
     inner: P,
     calls: std::sync::atomic::AtomicUsize,
     send_batches: std::sync::atomic::AtomicUsize,
     fail_send_batch: Option<usize>,
+    receives: std::sync::atomic::AtomicUsize,
+    fail_receive: Option<usize>,
 }
 
 impl<P> Instrumented<P> {
@@ -43,6 +45,8 @@ impl<P> Instrumented<P> {
             calls: std::sync::atomic::AtomicUsize::new(0),
             send_batches: std::sync::atomic::AtomicUsize::new(0),
             fail_send_batch: None,
+            receives: std::sync::atomic::AtomicUsize::new(0),
+            fail_receive: None,
         }
     }
 
@@ -50,6 +54,13 @@ impl<P> Instrumented<P> {
     #[must_use]
     pub fn failing_send_batch(mut self, n: usize) -> Self {
         self.fail_send_batch = Some(n);
+        self
+    }
+
+    /// The `n`-th `ReceiveMessage` (counting from 1) fails.
+    #[must_use]
+    pub fn failing_receive(mut self, n: usize) -> Self {
+        self.fail_receive = Some(n);
         self
     }
 
@@ -106,6 +117,10 @@ mod instrumented {
             visibility_secs: u32,
         ) -> Result<Vec<DeadLetter>, SqsError> {
             self.tick();
+            let n = self.receives.fetch_add(1, Ordering::SeqCst) + 1;
+            if self.fail_receive == Some(n) {
+                return Err(SqsError::new("ReceiveMessage", "injected fault"));
+            }
             self.inner.receive(queue, visibility_secs).await
         }
 

@@ -145,6 +145,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         print_report(&report);
     }
+    if let Some(error) = &report.stopped_by_error {
+        bail!(
+            "the replay stopped early: {error}; what it did not move is still in the DLQ, run it again"
+        );
+    }
     if report.failed > 0 {
         bail!(
             "{} messages could not be replayed; they are still in the DLQ",
@@ -247,6 +252,9 @@ fn print_report(r: &ReplayReport) {
             ""
         }
     );
+    if let Some(error) = &r.stopped_by_error {
+        println!("  stopped early: {error}");
+    }
     for (reason, n) in &r.by_reason {
         println!("  {n:>6}  {reason}");
     }

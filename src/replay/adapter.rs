@@ -28,9 +28,15 @@ impl ReplayPort for SqsQueues {
             .receive_message()
             .queue_url(queue.as_str())
             .max_number_of_messages(10)
+            // Long polling: a short poll samples some of SQS's servers and can come back empty
+            // from a queue that is not, which would end a replay early. One second is the
+            // shortest long poll, and the last, empty receive of a run waits that long.
+            .wait_time_seconds(1)
             .visibility_timeout(i32::try_from(visibility_secs).unwrap_or(i32::MAX))
             .message_attribute_names("All")
-            .message_system_attribute_names(MessageSystemAttributeName::All)
+            // What a replay reads: the age filter's send time and the FIFO group.
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
             .send()
             .await
             .map_err(|e| failed("ReceiveMessage", e))?;

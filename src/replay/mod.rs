@@ -231,7 +231,7 @@ pub enum ReplayError {
     /// Parking is needed but no parking lot is configured.
     #[error("max_replays is set but no parking lot is configured")]
     NoParkingLot,
-    /// An SQS call failed before anything moved.
+    /// An SQS call failed before anything was looked at.
     #[error(transparent)]
     Sqs(#[from] SqsError),
 }
@@ -271,8 +271,9 @@ enum Plan {
 /// Runs one replay.
 ///
 /// # Errors
-/// Only before anything moved: a queue off the allowlist, no target, or a failed first call.
-/// Failures of single messages are in the report.
+/// Only before anything was looked at: a queue off the allowlist, no target, or a failed first
+/// receive. Failures of single messages are in the report, and so is an SQS error that ends a
+/// run midway (`stopped_by_error`).
 pub async fn replay<P: ReplayPort>(
     port: &P,
     allowlist: &Allowlist,
@@ -329,7 +330,13 @@ pub async fn replay_with_progress<P: ReplayPort>(
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let mut sent_total = 0usize;
 
-    'run: loop {
+    // On a standard DLQ the next batch is received while this one is sent and deleted. Not on
+    // FIFO: a group stays locked until its messages are deleted, so a receive made meanwhile
+    // could come back empty from a queue that is not.
+    let prefetch = !request.source.as_str().ends_with(".fifo");
+    let mut next: Option<Vec<DeadLetter>> = None;
+
+    loop {
         if request
             .max_messages
             .is_some_and(|m| report.moved + report.parked + report.would_move >= m)
@@ -343,11 +350,21 @@ pub async fn replay_with_progress<P: ReplayPort>(
             report.stopped_by_budget = true;
             break;
         }
-        let batch = port.receive(&request.source, hold_secs).await?;
+        let batch = match next.take() {
+            Some(batch) => batch,
+            None => match port.receive(&request.source, hold_secs).await {
+                Ok(batch) => batch,
+                Err(e) if report.examined == 0 => return Err(e.into()),
+                Err(e) => {
+                    report.stop_on_error(&e);
+                    break;
+                }
+            },
+        };
         if batch.is_empty() {
             break;
         }
-        let mut sends: Vec<(String, OutgoingMessage, DeadLetter, bool)> = Vec::new();
+        let mut sends: Vec<(OutgoingMessage, DeadLetter, bool)> = Vec::new();
         for m in batch {
             if !seen.insert(m.message_id.clone()) {
                 // Received again within this run (a hold expired): leave it for the next run.
@@ -375,7 +392,7 @@ pub async fn replay_with_progress<P: ReplayPort>(
                     report.would(&m, parks);
                     release.push((m.message_id.clone(), m.receipt_handle.clone()));
                 }
-                Plan::Move(out) => sends.push((m.message_id.clone(), out, m, false)),
+                Plan::Move(out) => sends.push((out, m, false)),
                 Plan::Park(out) => {
                     if request.parking_lot.is_none() {
                         report.fail(
@@ -384,87 +401,46 @@ pub async fn replay_with_progress<P: ReplayPort>(
                         );
                         release.push((m.message_id.clone(), m.receipt_handle.clone()));
                     } else {
-                        sends.push((m.message_id.clone(), out, m, true));
+                        sends.push((out, m, true));
                     }
                 }
             }
         }
-        // Moves and parks go to different queues: one batch call each.
-        for parked in [false, true] {
-            let group: Vec<_> = sends.iter().filter(|s| s.3 == parked).collect();
-            if group.is_empty() {
-                continue;
-            }
-            let queue = if parked {
-                request.parking_lot.as_ref().unwrap_or(&target)
+        let more_wanted = request
+            .max_messages
+            .is_none_or(|max| report.moved + report.parked + report.would_move + sends.len() < max);
+        let receive_ahead = async {
+            if prefetch && more_wanted {
+                Some(port.receive(&request.source, hold_secs).await)
             } else {
-                &target
-            };
-            if let Some(rate) = request.rate_per_sec.filter(|r| *r > 0.0) {
-                pace(started, sent_total + group.len(), rate).await;
+                None
             }
-            let entries: Vec<(String, OutgoingMessage)> = group
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (i.to_string(), s.1.clone()))
-                .collect();
-            let refused: HashMap<String, String> = match port.send_batch(queue, entries).await {
-                Ok(failed) => failed.into_iter().map(|f| (f.id, f.reason)).collect(),
-                Err(e) => (0..group.len())
-                    .map(|i| (i.to_string(), e.to_string()))
-                    .collect(),
-            };
-            sent_total += group.len();
-            // Delete only what SQS confirmed sent.
-            let mut confirmed = Vec::new();
-            for (i, s) in group.iter().enumerate() {
-                match refused.get(&i.to_string()) {
-                    Some(reason) => {
-                        report.fail(&s.2, format!("send refused: {reason}"));
-                        // Not sent: visible again when the run ends, ready for a re-run.
-                        release.push((s.2.message_id.clone(), s.2.receipt_handle.clone()));
-                    }
-                    None => confirmed.push(*s),
-                }
+        };
+        let deliver = deliver(
+            port,
+            request,
+            &target,
+            sends,
+            started,
+            &mut sent_total,
+            &mut report,
+            &mut release,
+        );
+        let (ahead, ()) = tokio::join!(receive_ahead, deliver);
+        match ahead {
+            Some(Ok(batch)) => next = Some(batch),
+            Some(Err(e)) => {
+                report.stop_on_error(&e);
+                progress(&report);
+                break;
             }
-            let deletes: Vec<(String, String)> = confirmed
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (i.to_string(), s.2.receipt_handle.clone()))
-                .collect();
-            let not_deleted: HashSet<String> = if deletes.is_empty() {
-                HashSet::new()
-            } else {
-                match port.delete_batch(&request.source, deletes).await {
-                    Ok(failed) => failed.into_iter().map(|f| f.id).collect(),
-                    Err(_) => (0..confirmed.len()).map(|i| i.to_string()).collect(),
-                }
-            };
-            for (i, s) in confirmed.iter().enumerate() {
-                if not_deleted.contains(&i.to_string()) {
-                    // Sent but still in the DLQ: a duplicate at worst, never a loss.
-                    report.duplicated += 1;
-                }
-                report.done(&s.2, parked);
-                if let Some(mark) = &request.ledger {
-                    let reason = parked.then(|| match s.1.attributes.get(PARKED_ATTRIBUTE) {
-                        Some(OutgoingAttribute {
-                            value: OutgoingValue::Text(t),
-                            ..
-                        }) => t.as_str(),
-                        _ => "parked",
-                    });
-                    mark.record(&s.2, reason).await;
-                }
-            }
-            if request
-                .max_messages
-                .is_some_and(|m| report.moved + report.parked >= m)
-            {
-                break 'run;
-            }
+            None => {}
         }
         progress(&report);
+    }
+    // A batch received ahead and not looked at goes back as it came.
+    for m in next.into_iter().flatten() {
+        release.push((m.message_id, m.receipt_handle));
     }
 
     for chunk in release.chunks(MAX_BATCH_ENTRIES) {
@@ -486,6 +462,92 @@ pub async fn replay_with_progress<P: ReplayPort>(
     }
     report.finish(started.elapsed());
     Ok(report)
+}
+
+/// Sends the selected messages (moves to the target, parks to the parking lot, one batch call
+/// each), then deletes from the DLQ exactly those whose send SQS confirmed.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the run's state, borrowed for one batch"
+)]
+async fn deliver<P: ReplayPort>(
+    port: &P,
+    request: &ReplayRequest,
+    target: &QueueUrl,
+    sends: Vec<(OutgoingMessage, DeadLetter, bool)>,
+    started: Instant,
+    sent_total: &mut usize,
+    report: &mut ReplayReport,
+    release: &mut Vec<(String, String)>,
+) {
+    for parked in [false, true] {
+        let group: Vec<_> = sends.iter().filter(|s| s.2 == parked).collect();
+        if group.is_empty() {
+            continue;
+        }
+        let queue = if parked {
+            request.parking_lot.as_ref().unwrap_or(target)
+        } else {
+            target
+        };
+        if let Some(rate) = request.rate_per_sec.filter(|r| *r > 0.0) {
+            pace(started, *sent_total + group.len(), rate).await;
+        }
+        let entries: Vec<(String, OutgoingMessage)> = group
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i.to_string(), s.0.clone()))
+            .collect();
+        let refused: HashMap<String, String> = match port.send_batch(queue, entries).await {
+            Ok(failed) => failed.into_iter().map(|f| (f.id, f.reason)).collect(),
+            Err(e) => (0..group.len())
+                .map(|i| (i.to_string(), e.to_string()))
+                .collect(),
+        };
+        *sent_total += group.len();
+        // Delete only what SQS confirmed sent.
+        let mut confirmed = Vec::new();
+        for (i, s) in group.iter().enumerate() {
+            match refused.get(&i.to_string()) {
+                Some(reason) => {
+                    report.fail(&s.1, format!("send refused: {reason}"));
+                    // Not sent: visible again when the run ends, ready for a re-run.
+                    release.push((s.1.message_id.clone(), s.1.receipt_handle.clone()));
+                }
+                None => confirmed.push(*s),
+            }
+        }
+        let deletes: Vec<(String, String)> = confirmed
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i.to_string(), s.1.receipt_handle.clone()))
+            .collect();
+        let not_deleted: HashSet<String> = if deletes.is_empty() {
+            HashSet::new()
+        } else {
+            match port.delete_batch(&request.source, deletes).await {
+                Ok(failed) => failed.into_iter().map(|f| f.id).collect(),
+                Err(_) => (0..confirmed.len()).map(|i| i.to_string()).collect(),
+            }
+        };
+        for (i, s) in confirmed.iter().enumerate() {
+            if not_deleted.contains(&i.to_string()) {
+                // Sent but still in the DLQ: a duplicate at worst, never a loss.
+                report.duplicated += 1;
+            }
+            report.done(&s.1, parked);
+            if let Some(mark) = &request.ledger {
+                let reason = parked.then(|| match s.0.attributes.get(PARKED_ATTRIBUTE) {
+                    Some(OutgoingAttribute {
+                        value: OutgoingValue::Text(t),
+                        ..
+                    }) => t.as_str(),
+                    _ => "parked",
+                });
+                mark.record(&s.1, reason).await;
+            }
+        }
+    }
 }
 
 /// Waits so that `sent` messages since `started` stay within `rate` a second.

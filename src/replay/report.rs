@@ -56,6 +56,10 @@ pub struct ReplayReport {
     pub samples: Vec<Sample>,
     /// The run stopped at its time budget.
     pub stopped_by_budget: bool,
+    /// The run stopped early on this SQS error; what the report counts was done, and every
+    /// message it did not move is still in the DLQ.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_by_error: Option<String>,
     /// How long the run took, in milliseconds.
     pub duration_ms: u128,
 }
@@ -109,6 +113,11 @@ impl ReplayReport {
         }
     }
 
+    pub(crate) fn stop_on_error(&mut self, e: &crate::sqs::SqsError) {
+        tracing::error!(error = %e, "replay stopped early; unmoved messages stay in the DLQ");
+        self.stopped_by_error = Some(e.to_string());
+    }
+
     pub(crate) fn finish(&mut self, took: Duration) {
         self.duration_ms = took.as_millis();
         tracing::info!(report = %serde_json::to_string(self).unwrap_or_default(), "replay done");
@@ -133,6 +142,11 @@ impl ReplayReport {
                 "ReplayDuplicated",
                 Unit::Count,
                 count(self.duplicated as u128),
+            )
+            .metric(
+                "ReplayStoppedByError",
+                Unit::Count,
+                count(u128::from(self.stopped_by_error.is_some())),
             )
             .metric(
                 "ReplayDuration",

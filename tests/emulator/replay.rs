@@ -1,5 +1,5 @@
 //! DLQ replay against the emulator: fidelity, FIFO, filters, dry run, parking, the allowlist,
-//! and a send failing midway without losing anything.
+//! and a send or a receive failing midway without losing anything.
 
 use std::collections::HashSet;
 
@@ -251,6 +251,76 @@ async fn a_send_failing_midway_loses_nothing_and_a_rerun_finishes_the_job() {
     assert_eq!((second.moved, second.failed), (10, 0), "{second:?}");
     assert_eq!(bed.depth(&dlq).await, (0, 0));
     assert_eq!(bodies(&bed.drain_visible(&queue, 30).await), all);
+}
+
+#[tokio::test]
+async fn a_receive_failing_midway_ends_the_run_with_its_report_and_loses_nothing() {
+    // GIVEN 35 dead letters, and a port whose third receive fails (the second batch is received
+    // while the first is sent, the third while the second is)
+    let bed = TestBed::new().await;
+    let (queue, dlq) = bed.queue_with_dlq("replay-rfault", 3, 30).await;
+    let all: HashSet<String> = (0..35).map(|i| format!("m-{i:02}")).collect();
+    for body in &all {
+        dead_letter(&bed, &dlq, body, "r", None).await;
+    }
+    let allowed = allow(&[&queue, &dlq]);
+    let port = Instrumented::new(SqsQueues::new(bed.sqs.clone())).failing_receive(3);
+
+    // WHEN a run meets the fault
+    let first = replay(&port, &allowed, &ReplayRequest::new(dlq.url.clone()))
+        .await
+        .expect("a report, not an error: two batches had moved");
+
+    // THEN the report says what moved and why it stopped, and the rest is visible in the DLQ
+    assert_eq!(first.moved, 20, "{first:?}");
+    assert!(
+        first
+            .stopped_by_error
+            .as_deref()
+            .is_some_and(|e| e.contains("injected fault")),
+        "{first:?}"
+    );
+    assert_eq!(bed.depth(&dlq).await, (15, 0));
+    assert_eq!(bed.depth(&queue).await, (20, 0));
+
+    // AND a re-run moves the rest
+    let second = replay(&port, &allowed, &ReplayRequest::new(dlq.url.clone()))
+        .await
+        .expect("replay");
+    assert_eq!((second.moved, second.stopped_by_error), (15, None));
+    assert_eq!(bodies(&bed.drain_visible(&queue, 40).await), all);
+
+    // AND a failure of the very first receive is an error: nothing was looked at
+    let port = Instrumented::new(SqsQueues::new(bed.sqs.clone())).failing_receive(1);
+    let refused = replay(&port, &allowed, &ReplayRequest::new(dlq.url.clone())).await;
+    assert!(matches!(refused, Err(ReplayError::Sqs(_))), "{refused:?}");
+}
+
+#[tokio::test]
+async fn a_run_stopped_by_its_budget_puts_back_the_batch_it_received_ahead() {
+    // GIVEN 30 dead letters and a run limited to 10 messages a second with a 0.5 s budget
+    let bed = TestBed::new().await;
+    let (queue, dlq) = bed.queue_with_dlq("replay-budget", 3, 30).await;
+    for i in 0..30 {
+        dead_letter(&bed, &dlq, &format!("m-{i:02}"), "r", None).await;
+    }
+    let mut request = ReplayRequest::new(dlq.url.clone());
+    request.rate_per_sec = Some(10.0);
+    request.time_budget = Some(std::time::Duration::from_millis(500));
+
+    // WHEN it runs: the first batch's send waits for the rate until 1 s, while the next batch
+    // is received ahead
+    let port = SqsQueues::new(bed.sqs.clone());
+    let report = replay(&port, &allow(&[&queue, &dlq]), &request)
+        .await
+        .expect("replay");
+
+    // THEN it stops at the budget having moved one batch, and the batch received ahead was
+    // neither counted nor left hidden: all 20 are visible in the DLQ at once
+    assert!(report.stopped_by_budget, "{report:?}");
+    assert_eq!((report.moved, report.examined), (10, 10), "{report:?}");
+    assert_eq!(bed.depth(&dlq).await, (20, 0));
+    assert_eq!(bed.depth(&queue).await, (10, 0));
 }
 
 #[tokio::test]
