@@ -367,7 +367,9 @@ pub async fn replay_with_progress<P: ReplayPort>(
         let mut sends: Vec<(OutgoingMessage, DeadLetter, bool)> = Vec::new();
         for m in batch {
             if !seen.insert(m.message_id.clone()) {
-                // Received again within this run (a hold expired): leave it for the next run.
+                // Received again within this run (a hold expired): leave it for the next run,
+                // released with this newest handle, the only one SQS still honours.
+                release.push((m.message_id.clone(), m.receipt_handle.clone()));
                 continue;
             }
             report.examined += 1;
@@ -443,21 +445,37 @@ pub async fn replay_with_progress<P: ReplayPort>(
         release.push((m.message_id, m.receipt_handle));
     }
 
+    // One entry per message, with its newest handle: a message received twice in a run is in
+    // the list twice, and a batch may not name a message twice.
+    let mut newest: HashMap<String, usize> = HashMap::new();
+    for (i, (id, _)) in release.iter().enumerate() {
+        newest.insert(id.clone(), i);
+    }
+    let release: Vec<&String> = release
+        .iter()
+        .enumerate()
+        .filter(|(i, (id, _))| newest.get(id) == Some(i))
+        .map(|(_, (_, handle))| handle)
+        .collect();
     for chunk in release.chunks(MAX_BATCH_ENTRIES) {
         let changes = chunk
             .iter()
-            .map(|(id, handle)| VisibilityChange {
-                id: id
-                    .chars()
-                    .filter(char::is_ascii_alphanumeric)
-                    .take(80)
-                    .collect(),
-                receipt_handle: handle.clone(),
+            .enumerate()
+            .map(|(i, handle)| VisibilityChange {
+                id: i.to_string(),
+                receipt_handle: (*handle).clone(),
                 timeout_secs: 0,
             })
             .collect();
-        if let Err(e) = port.change_visibility(&request.source, changes).await {
-            tracing::warn!(error = %e, "could not make examined messages visible again; they reappear when their hold ends");
+        match port.change_visibility(&request.source, changes).await {
+            Ok(failed) if failed.is_empty() => {}
+            Ok(failed) => tracing::warn!(
+                count = failed.len(),
+                "some examined messages could not be made visible again; they reappear when their hold ends"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not make examined messages visible again; they reappear when their hold ends");
+            }
         }
     }
     report.finish(started.elapsed());
