@@ -430,11 +430,14 @@ pub use fake::{FakeQueues, SentMessage};
 
 #[cfg(any(test, feature = "test-util"))]
 mod fake {
-    //! An in-memory [`QueuePort`] that records calls and injects faults.
+    //! An in-memory [`QueuePort`] (and, for replay, a DLQ that hands out scripted batches)
+    //! that records calls and injects faults.
 
     use super::{
         EntryFailure, OutgoingMessage, QueueArn, QueuePort, QueueUrl, SqsError, VisibilityChange,
     };
+    use crate::replay::{DeadLetter, ReplayPort};
+    use std::collections::VecDeque;
     use std::sync::{Arc, Mutex, PoisonError};
 
     /// A message the fake accepted.
@@ -452,6 +455,7 @@ mod fake {
         visibility: Vec<Vec<VisibilityChange>>,
         url_lookups: usize,
         redrive_lookups: usize,
+        dead_letters: VecDeque<Vec<DeadLetter>>,
     }
 
     /// An in-memory queue service. Every queue has the URL `https://sqs.local/<name>` and,
@@ -490,6 +494,13 @@ mod fake {
         #[must_use]
         pub fn failing_visibility(mut self) -> Self {
             self.fail_visibility = true;
+            self
+        }
+
+        /// Replay's receives hand out these batches in turn, then nothing.
+        #[must_use]
+        pub fn with_dead_letter_batches(self, batches: Vec<Vec<DeadLetter>>) -> Self {
+            self.state().dead_letters = batches.into();
             self
         }
 
@@ -570,6 +581,39 @@ mod fake {
             if !self.discard {
                 self.state().visibility.push(entries);
             }
+            Ok(Vec::new())
+        }
+    }
+
+    impl ReplayPort for FakeQueues {
+        async fn receive(
+            &self,
+            _queue: &QueueUrl,
+            _visibility_secs: u32,
+        ) -> Result<Vec<DeadLetter>, SqsError> {
+            Ok(self.state().dead_letters.pop_front().unwrap_or_default())
+        }
+
+        async fn send_batch(
+            &self,
+            queue: &QueueUrl,
+            entries: Vec<(String, OutgoingMessage)>,
+        ) -> Result<Vec<EntryFailure>, SqsError> {
+            for (_, message) in entries {
+                self.send(queue, message).await?;
+            }
+            Ok(Vec::new())
+        }
+
+        async fn delete_batch(
+            &self,
+            _queue: &QueueUrl,
+            _entries: Vec<(String, String)>,
+        ) -> Result<Vec<EntryFailure>, SqsError> {
+            Ok(Vec::new())
+        }
+
+        async fn dead_letter_sources(&self, _dlq: &QueueUrl) -> Result<Vec<QueueUrl>, SqsError> {
             Ok(Vec::new())
         }
     }

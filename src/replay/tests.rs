@@ -193,74 +193,6 @@ fn the_allowlist_matches_urls_and_names() {
     assert!(!Allowlist::default().allows(&"https://sqs.local/orders".parse().expect("url")));
 }
 
-/// A DLQ that hands out the given batches in turn and records what is made visible again.
-struct Scripted {
-    batches: std::sync::Mutex<std::collections::VecDeque<Vec<DeadLetter>>>,
-    released: std::sync::Mutex<Vec<String>>,
-}
-
-impl QueuePort for Scripted {
-    async fn queue_url(&self, arn: &crate::sqs::QueueArn) -> Result<QueueUrl, SqsError> {
-        Err(SqsError::new("GetQueueUrl", format!("not scripted: {arn}")))
-    }
-
-    async fn dead_letter_target(
-        &self,
-        _queue: &QueueUrl,
-    ) -> Result<Option<crate::sqs::QueueArn>, SqsError> {
-        Ok(None)
-    }
-
-    async fn send(&self, _queue: &QueueUrl, _message: OutgoingMessage) -> Result<(), SqsError> {
-        Ok(())
-    }
-
-    async fn change_visibility(
-        &self,
-        _queue: &QueueUrl,
-        entries: Vec<VisibilityChange>,
-    ) -> Result<Vec<EntryFailure>, SqsError> {
-        let mut released = self.released.lock().expect("lock");
-        released.extend(entries.into_iter().map(|e| e.receipt_handle));
-        Ok(Vec::new())
-    }
-}
-
-impl ReplayPort for Scripted {
-    async fn receive(
-        &self,
-        _queue: &QueueUrl,
-        _visibility_secs: u32,
-    ) -> Result<Vec<DeadLetter>, SqsError> {
-        Ok(self
-            .batches
-            .lock()
-            .expect("lock")
-            .pop_front()
-            .unwrap_or_default())
-    }
-
-    async fn send_batch(
-        &self,
-        _queue: &QueueUrl,
-        _entries: Vec<(String, OutgoingMessage)>,
-    ) -> Result<Vec<EntryFailure>, SqsError> {
-        Ok(Vec::new())
-    }
-
-    async fn delete_batch(
-        &self,
-        _queue: &QueueUrl,
-        _entries: Vec<(String, String)>,
-    ) -> Result<Vec<EntryFailure>, SqsError> {
-        Ok(Vec::new())
-    }
-
-    async fn dead_letter_sources(&self, _dlq: &QueueUrl) -> Result<Vec<QueueUrl>, SqsError> {
-        Ok(Vec::new())
-    }
-}
-
 #[tokio::test]
 async fn a_message_received_again_in_one_run_is_counted_once_and_released_with_its_new_handle() {
     // GIVEN a dry run whose hold on "a" expired, so the DLQ hands it out again with a new handle
@@ -268,16 +200,10 @@ async fn a_message_received_again_in_one_run_is_counted_once_and_released_with_i
         receipt_handle: "rh-a-second".into(),
         ..letter("a", "{}", &[])
     };
-    let port = Scripted {
-        batches: std::sync::Mutex::new(
-            [
-                vec![letter("a", "{}", &[]), letter("b", "{}", &[])],
-                vec![again],
-            ]
-            .into(),
-        ),
-        released: std::sync::Mutex::new(Vec::new()),
-    };
+    let port = crate::sqs::FakeQueues::new().with_dead_letter_batches(vec![
+        vec![letter("a", "{}", &[]), letter("b", "{}", &[])],
+        vec![again],
+    ]);
     let mut request = request();
     request.dry_run = true;
     request.target = Some("https://sqs.local/orders".parse().expect("url"));
@@ -288,7 +214,12 @@ async fn a_message_received_again_in_one_run_is_counted_once_and_released_with_i
 
     // THEN "a" counts once, and its latest handle is released too: SQS honours only that one
     assert_eq!((report.examined, report.would_move), (2, 2), "{report:?}");
-    let mut released = port.released.lock().expect("lock").clone();
+    let mut released: Vec<String> = port
+        .visibility_calls()
+        .into_iter()
+        .flatten()
+        .map(|c| c.receipt_handle)
+        .collect();
     released.sort();
     assert_eq!(released, ["rh-a-second", "rh-b"]);
 }

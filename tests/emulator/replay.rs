@@ -49,6 +49,15 @@ async fn dead_letter(bed: &TestBed, dlq: &Queue, body: &str, reason: &str, group
     req.send().await.expect("SendMessage");
 }
 
+/// `n` dead letters `m-00`, `m-01`, …; returns their bodies.
+async fn dead_letters(bed: &TestBed, dlq: &Queue, n: usize) -> HashSet<String> {
+    let all: HashSet<String> = (0..n).map(|i| format!("m-{i:02}")).collect();
+    for body in &all {
+        dead_letter(bed, dlq, body, "r", None).await;
+    }
+    all
+}
+
 fn allow(queues: &[&Queue]) -> Allowlist {
     Allowlist::new(queues.iter().map(|q| q.url.as_str().to_owned()))
 }
@@ -227,10 +236,7 @@ async fn a_send_failing_midway_loses_nothing_and_a_rerun_finishes_the_job() {
     // GIVEN 25 dead letters, and a port whose second send batch fails
     let bed = TestBed::new().await;
     let (queue, dlq) = bed.queue_with_dlq("replay-fault", 3, 30).await;
-    let all: HashSet<String> = (0..25).map(|i| format!("m-{i:02}")).collect();
-    for body in &all {
-        dead_letter(&bed, &dlq, body, "r", None).await;
-    }
+    let all = dead_letters(&bed, &dlq, 25).await;
     let port = Instrumented::new(SqsQueues::new(bed.sqs.clone())).failing_send_batch(2);
     let allowed = allow(&[&queue, &dlq]);
 
@@ -259,10 +265,7 @@ async fn a_receive_failing_midway_ends_the_run_with_its_report_and_loses_nothing
     // while the first is sent, the third while the second is)
     let bed = TestBed::new().await;
     let (queue, dlq) = bed.queue_with_dlq("replay-rfault", 3, 30).await;
-    let all: HashSet<String> = (0..35).map(|i| format!("m-{i:02}")).collect();
-    for body in &all {
-        dead_letter(&bed, &dlq, body, "r", None).await;
-    }
+    let all = dead_letters(&bed, &dlq, 35).await;
     let allowed = allow(&[&queue, &dlq]);
     let port = Instrumented::new(SqsQueues::new(bed.sqs.clone())).failing_receive(3);
 
@@ -301,9 +304,7 @@ async fn a_run_stopped_by_its_budget_puts_back_the_batch_it_received_ahead() {
     // GIVEN 30 dead letters and a run limited to 10 messages a second with a 0.5 s budget
     let bed = TestBed::new().await;
     let (queue, dlq) = bed.queue_with_dlq("replay-budget", 3, 30).await;
-    for i in 0..30 {
-        dead_letter(&bed, &dlq, &format!("m-{i:02}"), "r", None).await;
-    }
+    dead_letters(&bed, &dlq, 30).await;
     let mut request = ReplayRequest::new(dlq.url.clone());
     request.rate_per_sec = Some(10.0);
     request.time_budget = Some(std::time::Duration::from_millis(500));
