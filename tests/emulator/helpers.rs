@@ -70,6 +70,27 @@ impl TestBed {
         }
     }
 
+    /// Publishes `body` to `topic` with the String attribute `kind`; returns the message id.
+    pub(crate) async fn publish_kind(&self, topic: &str, body: &str, kind: &str) -> String {
+        self.sns
+            .publish()
+            .topic_arn(topic)
+            .message(body)
+            .message_attributes(
+                "kind",
+                aws_sdk_sns::types::MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(kind)
+                    .build()
+                    .expect("attribute"),
+            )
+            .send()
+            .await
+            .expect("Publish")
+            .message_id
+            .expect("id")
+    }
+
     /// A new SNS topic; returns its ARN.
     pub(crate) async fn topic(&self, stem: &str) -> String {
         self.sns

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_sns::types::MessageAttributeValue;
 use mailroom::clock::{Clock, ManualClock};
 use mailroom::ledger::{Ledger, State};
 use mailroom::monitor::alert::{Level, Notice};
@@ -33,26 +32,6 @@ fn monitor(bed: &TestBed, ledger: Ledger, tweak: impl FnOnce(&mut MonitorConfig)
     };
     tweak(&mut config);
     Monitor::new(config, ledger, bed.sqs.clone(), bed.sns.clone())
-}
-
-async fn publish(bed: &TestBed, topic: &str, kind: &str) -> String {
-    bed.sns
-        .publish()
-        .topic_arn(topic)
-        .message(r#"{"order_id":"o-1"}"#)
-        .message_attributes(
-            "kind",
-            MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(kind)
-                .build()
-                .expect("attribute"),
-        )
-        .send()
-        .await
-        .expect("Publish")
-        .message_id
-        .expect("id")
 }
 
 /// The alerts a test queue subscribed (raw) to the alerts topic received: (notice, body).
@@ -85,8 +64,12 @@ async fn tasks_register_per_expected_consumer_and_move_through_the_buckets() {
     });
 
     // WHEN two tasks are published and the monitor's queue is processed
-    let placed = publish(&bed, &topic, "order.placed").await;
-    let shipped = publish(&bed, &topic, "order.shipped").await;
+    let placed = bed
+        .publish_kind(&topic, r#"{"order_id":"o-1"}"#, "order.placed")
+        .await;
+    let shipped = bed
+        .publish_kind(&topic, r#"{"order_id":"o-1"}"#, "order.shipped")
+        .await;
     let event = bed
         .event_source(&registrations)
         .receive()

@@ -58,6 +58,18 @@ async fn dead_letters(bed: &TestBed, dlq: &Queue, n: usize) -> HashSet<String> {
     all
 }
 
+/// A dead letter already replayed three times (the default maximum).
+async fn replayed_three_times(bed: &TestBed, dlq: &Queue, body: &str) {
+    bed.sqs
+        .send_message()
+        .queue_url(dlq.url.as_str())
+        .message_body(body)
+        .message_attributes(REPLAY_COUNT_ATTRIBUTE, text("Number", "3"))
+        .send()
+        .await
+        .expect("SendMessage");
+}
+
 fn allow(queues: &[&Queue]) -> Allowlist {
     Allowlist::new(queues.iter().map(|q| q.url.as_str().to_owned()))
 }
@@ -192,14 +204,7 @@ async fn a_message_over_max_replays_goes_to_the_parking_lot() {
     let bed = TestBed::new().await;
     let (queue, dlq) = bed.queue_with_dlq("replay-park", 3, 30).await;
     let parking = bed.queue(&unique("parking"), &[]).await;
-    bed.sqs
-        .send_message()
-        .queue_url(dlq.url.as_str())
-        .message_body("tired")
-        .message_attributes(REPLAY_COUNT_ATTRIBUTE, text("Number", "3"))
-        .send()
-        .await
-        .expect("SendMessage");
+    replayed_three_times(&bed, &dlq, "tired").await;
     let mut request = ReplayRequest::new(dlq.url.clone());
     request.parking_lot = Some(parking.url.clone());
     let port = SqsQueues::new(bed.sqs.clone());
@@ -342,14 +347,7 @@ async fn replay_marks_the_ledger_replayed_and_parked_with_the_reason() {
     }
     bed.send(&dlq, &crate::helpers::envelope("task-back", "{}"), &[])
         .await;
-    bed.sqs
-        .send_message()
-        .queue_url(dlq.url.as_str())
-        .message_body(crate::helpers::envelope("task-tired", "{}"))
-        .message_attributes(REPLAY_COUNT_ATTRIBUTE, text("Number", "3"))
-        .send()
-        .await
-        .expect("SendMessage");
+    replayed_three_times(&bed, &dlq, &crate::helpers::envelope("task-tired", "{}")).await;
 
     // WHEN replay runs with the ledger mark
     let mut request = ReplayRequest::new(dlq.url.clone());

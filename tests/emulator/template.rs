@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use aws_sdk_sns::types::MessageAttributeValue;
 use aws_sdk_sqs::types::QueueAttributeName;
 use mailroom::local::Moto;
 use mailroom::local::template::{Clients, Template};
@@ -57,28 +56,11 @@ async fn template_yaml_provisions_the_topology_and_describes_the_functions() {
     assert_eq!(p.tables["LedgerTable"], format!("{stack}-ledger"));
 
     // AND the subscriptions fan out with the template's filter policy
-    let publish = |kind: &'static str| {
-        let sns = bed.sns.clone();
-        let topic = p.topics["EventsTopic"].clone();
-        async move {
-            sns.publish()
-                .topic_arn(topic)
-                .message(r#"{"order_id":"o-1","amount_cents":100}"#)
-                .message_attributes(
-                    "kind",
-                    MessageAttributeValue::builder()
-                        .data_type("String")
-                        .string_value(kind)
-                        .build()
-                        .expect("attribute"),
-                )
-                .send()
-                .await
-                .expect("publish");
-        }
-    };
-    publish("order.placed").await;
-    publish("order.shipped").await;
+    let topic = &p.topics["EventsTopic"];
+    for kind in ["order.placed", "order.shipped"] {
+        bed.publish_kind(topic, r#"{"order_id":"o-1","amount_cents":100}"#, kind)
+            .await;
+    }
     let queue = |id: &str| {
         let (url, arn) = p.queues[id].clone();
         Queue { url, arn }
