@@ -13,9 +13,9 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion};
-use mailroom::sqs::FakeQueues;
-use mailroom::telemetry::MetricsSink;
-use mailroom::{Deadline, Engine, EngineConfig, Failure, Message, SqsEvent};
+use mailroom_lambda::sqs::FakeQueues;
+use mailroom_lambda::telemetry::MetricsSink;
+use mailroom_lambda::{Deadline, Engine, EngineConfig, Failure, Message, SqsEvent};
 use serde::Deserialize;
 
 const SIZES: [usize; 3] = [10, 100, 1000];

@@ -19,10 +19,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use mailroom::SqsQueues;
-use mailroom::local::{self, Moto};
-use mailroom::replay::{Allowlist, ReplayRequest, replay};
-use mailroom::testing::Instrumented;
+use mailroom_lambda::SqsQueues;
+use mailroom_local::{self as local, Moto};
+use mailroom_ops::replay::Instrumented;
+use mailroom_ops::replay::{Allowlist, ReplayRequest, replay};
 
 async fn create(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
     sqs.create_queue()
@@ -160,7 +160,7 @@ async fn main() {
         ratios.push(one_secs / replay_secs);
     }
     for queue in [&target, &btarget] {
-        let (arrived, _) = local::queue_depth(&sqs, &queue.parse().expect("url"))
+        let (arrived, _) = mailroom_ops::sqs::queue_depth(&sqs, &queue.parse().expect("url"))
             .await
             .expect("depth");
         assert_eq!(

@@ -19,11 +19,11 @@ use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use futures_util::StreamExt;
-use mailroom::clock::{Clock, SystemClock};
-use mailroom::ledger::{Ledger, OPEN_SHARDS};
-use mailroom::local::{self, Moto};
-use mailroom::monitor::{Monitor, MonitorConfig};
-use mailroom::telemetry::MetricsSink;
+use mailroom_lambda::clock::{Clock, SystemClock};
+use mailroom_lambda::ledger::{Ledger, OPEN_SHARDS};
+use mailroom_lambda::telemetry::MetricsSink;
+use mailroom_local::{self as local, Moto};
+use mailroom_ops::monitor::{Monitor, MonitorConfig};
 
 /// Counts every request the client sends.
 #[derive(Debug, Clone, Default)]
@@ -145,7 +145,7 @@ async fn main() {
         .expect("arn");
     for total in sizes {
         let table = format!("sweep-bench-{total}");
-        mailroom::ledger::create_table(&dynamodb, &table)
+        mailroom_local::create_table(&dynamodb, &table)
             .await
             .expect("table");
         let loading = Instant::now();

@@ -51,7 +51,7 @@ impl Clock for ManualClock {
     }
 }
 
-/// `d` in whole milliseconds.
-pub(crate) fn ms(d: Duration) -> u64 {
+/// `d` in whole milliseconds, saturating.
+pub fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

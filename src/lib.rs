@@ -4,7 +4,7 @@
 //! Lambda function built on this crate's batch [`Engine`]. A consumer is one async function:
 //!
 //! ```no_run
-//! use mailroom::{Failure, Message};
+//! use mailroom_lambda::{Failure, Message};
 //!
 //! #[derive(serde::Deserialize)]
 //! struct OrderPlaced { order_id: String, amount_cents: u64 }
@@ -19,7 +19,7 @@
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), lambda_runtime::Error> {
-//!     mailroom::run(handle).await
+//!     mailroom_lambda::run(handle).await
 //! }
 //! ```
 //!
@@ -34,12 +34,9 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod ledger;
-pub mod local;
 pub mod message;
-pub mod monitor;
 pub mod outcome;
 pub mod poison;
-pub mod replay;
 pub mod sqs;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-util"))]

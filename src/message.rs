@@ -249,6 +249,12 @@ pub(crate) struct SnsMeta {
     pub(crate) attributes: HashMap<String, SnsAttribute>,
 }
 
+/// The SNS envelope's `Message` when `body` is an SNS notification, else `None` (a raw
+/// payload). For tools that read a body without decoding it, as replay's filters do.
+pub fn envelope_message(body: &str) -> Option<String> {
+    SnsEnvelope::detect(body).map(|env| env.message)
+}
+
 /// The envelope's `Type`, read without allocating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub(crate) enum EnvelopeType {

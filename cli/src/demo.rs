@@ -6,11 +6,11 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use aws_sdk_sns::types::MessageAttributeValue;
 use aws_sdk_sqs::types::QueueAttributeName;
-use mailroom::local::{self, Completion, EventSource, Moto, REGION};
-use mailroom::poison::REASON_ATTRIBUTE;
-use mailroom::sqs::QueueUrl;
-use mailroom::telemetry::MetricsSink;
-use mailroom::{Deadline, Engine, EngineConfig, Outcome, SqsEvent, SqsQueues};
+use mailroom_lambda::poison::REASON_ATTRIBUTE;
+use mailroom_lambda::sqs::QueueUrl;
+use mailroom_lambda::telemetry::MetricsSink;
+use mailroom_lambda::{Deadline, Engine, EngineConfig, Outcome, SqsEvent, SqsQueues};
+use mailroom_local::{self as local, Completion, EventSource, Moto, REGION};
 
 const MAX_RECEIVE_COUNT: u32 = 3;
 
@@ -37,7 +37,7 @@ struct Sample {
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     if args.verbose {
-        mailroom::telemetry::init();
+        mailroom_lambda::telemetry::init();
     }
     let samples = load_samples(&args.events)?;
     let (endpoint, _moto) = match args.endpoint_url {
@@ -117,7 +117,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         let event: SqsEvent = source.receive().await?;
         if event.records.is_empty() {
             // Retried messages are in flight until their visibility ends: wait for them.
-            if local::queue_depth(&sqs, &queue_url).await? == (0, 0) {
+            if mailroom_ops::sqs::queue_depth(&sqs, &queue_url).await? == (0, 0) {
                 break;
             }
             if Instant::now() > drain_by {
@@ -170,7 +170,7 @@ struct Totals {
 }
 
 impl Totals {
-    fn add(&mut self, report: &mailroom::BatchReport) -> String {
+    fn add(&mut self, report: &mailroom_lambda::BatchReport) -> String {
         let (mut ok, mut poison, mut failed) = (0, 0, 0);
         for r in &report.records {
             match r.outcome {

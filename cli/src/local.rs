@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
-use mailroom::ledger::{Ledger, State};
-use mailroom::local::pipeline::{Options, Pipeline};
+use mailroom_lambda::ledger::{Ledger, State};
+use mailroom_local::pipeline::{Options, Pipeline};
 use serde_json::{Value, json};
 
 /// `mailroom local` commands.
@@ -354,9 +354,12 @@ async fn live_summary(
 }
 
 /// A queue subscribed (raw) to the alerts topic, to show alerts as they go out.
-async fn subscribe_inbox(p: &Pipeline, stack: &str) -> anyhow::Result<mailroom::sqs::QueueUrl> {
+async fn subscribe_inbox(
+    p: &Pipeline,
+    stack: &str,
+) -> anyhow::Result<mailroom_lambda::sqs::QueueUrl> {
     let (inbox, inbox_arn) =
-        mailroom::local::create_queue(&p.clients.sqs, &format!("{stack}-alerts-inbox"), &[])
+        mailroom_local::create_queue(&p.clients.sqs, &format!("{stack}-alerts-inbox"), &[])
             .await
             .context("alerts inbox")?;
     p.clients
@@ -455,7 +458,7 @@ async fn publish(p: &Pipeline, n: usize) -> anyhow::Result<Vec<String>> {
     Ok(ids)
 }
 
-async fn alerts(p: &Pipeline, inbox: &mailroom::sqs::QueueUrl) -> Vec<String> {
+async fn alerts(p: &Pipeline, inbox: &mailroom_lambda::sqs::QueueUrl) -> Vec<String> {
     let mut out = Vec::new();
     loop {
         let got = p
@@ -499,7 +502,7 @@ async fn sweep(p: &Pipeline) -> anyhow::Result<()> {
         .function("TaskMonitorFunction")
         .context("no task monitor")?;
     monitor
-        .invoke(&mailroom::local::runner::scheduled_event("demo-sweep"))
+        .invoke(&mailroom_local::runner::scheduled_event("demo-sweep"))
         .await
         .map(drop)
         .map_err(|e| anyhow::anyhow!("sweep: {e}"))

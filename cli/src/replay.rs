@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use mailroom::SqsQueues;
-use mailroom::backoff::BackoffPolicy;
-use mailroom::replay::{Allowlist, Filter, ReplayReport, ReplayRequest, replay_with_progress};
-use mailroom::sqs::QueueUrl;
+use mailroom_lambda::SqsQueues;
+use mailroom_lambda::backoff::BackoffPolicy;
+use mailroom_lambda::sqs::QueueUrl;
+use mailroom_ops::replay::{Allowlist, Filter, ReplayReport, ReplayRequest, replay_with_progress};
 
 /// Options of `mailroom replay`.
 #[derive(Debug, clap::Args)]
@@ -114,7 +114,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     if !args.dry_run && !args.yes {
         confirm(&source, request.target.as_ref())?;
     }
-    let (depth, _) = mailroom::local::queue_depth(&sqs, &source)
+    let (depth, _) = mailroom_ops::sqs::queue_depth(&sqs, &source)
         .await
         .unwrap_or_default();
     let bar = if args.json || !std::io::stderr().is_terminal() {

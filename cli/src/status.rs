@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use mailroom::ledger::Ledger;
-use mailroom::monitor::status::route;
-use mailroom::monitor::{Monitor, MonitorConfig};
-use mailroom::sqs::QueueUrl;
-use mailroom::telemetry::MetricsSink;
+use mailroom_lambda::ledger::Ledger;
+use mailroom_lambda::sqs::QueueUrl;
+use mailroom_lambda::telemetry::MetricsSink;
+use mailroom_ops::monitor::status::route;
+use mailroom_ops::monitor::{Monitor, MonitorConfig};
 use serde_json::Value;
 
 /// Options of `mailroom status`.

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use mailroom::local::{self, Moto};
+use mailroom_local::{self as local, Moto};
 use serde_json::Value;
 
 fn mailroom(endpoint: &str, args: &[&str]) -> Output {

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::process::Output;
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use mailroom::local::{self, Moto};
-use mailroom::sqs::{QueueArn, QueueUrl};
+use mailroom_lambda::sqs::{QueueArn, QueueUrl};
+use mailroom_local::{self as local, Moto};
 
 /// A queue, with a RedrivePolicy to `redrive_to` when given.
 async fn queue(
@@ -27,7 +27,9 @@ async fn queue(
 
 /// Visible plus in-flight messages.
 async fn depth(sqs: &aws_sdk_sqs::Client, queue: &QueueUrl) -> u64 {
-    let (visible, in_flight) = local::queue_depth(sqs, queue).await.expect("depth");
+    let (visible, in_flight) = mailroom_ops::sqs::queue_depth(sqs, queue)
+        .await
+        .expect("depth");
     visible + in_flight
 }
 

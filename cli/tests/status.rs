@@ -5,9 +5,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use mailroom::clock::{Clock, SystemClock};
-use mailroom::ledger::Ledger;
-use mailroom::local::{self, Moto};
+use mailroom_lambda::clock::{Clock, SystemClock};
+use mailroom_lambda::ledger::Ledger;
+use mailroom_local::{self as local, Moto};
 use serde_json::Value;
 
 struct Setup {
@@ -25,7 +25,7 @@ async fn setup(stem: &str) -> Setup {
     let aws = local::emulator_config(moto.endpoint()).await;
     let table = format!("{stem}-ledger");
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
-    mailroom::ledger::create_table(&dynamodb, &table)
+    mailroom_local::create_table(&dynamodb, &table)
         .await
         .expect("table");
     let ledger = Ledger::new(dynamodb, &table);
@@ -53,7 +53,7 @@ async fn setup(stem: &str) -> Setup {
         .queue_url(dlq.as_str())
         .message_body("{}")
         .message_attributes(
-            mailroom::poison::REASON_ATTRIBUTE,
+            mailroom_lambda::poison::REASON_ATTRIBUTE,
             aws_sdk_sqs::types::MessageAttributeValue::builder()
                 .data_type("String")
                 .string_value("amount must be positive")
@@ -144,7 +144,7 @@ async fn status_serves_the_api_over_http_on_loopback() {
         .stderr(Stdio::null())
         .spawn()
         .expect("serves");
-    let client = mailroom::aws::http_client_builder()
+    let client = mailroom_lambda::aws::http_client_builder()
         .build()
         .expect("client");
     let get = |path: &str| client.get(format!("http://{addr}{path}")).send();

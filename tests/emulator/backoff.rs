@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use mailroom::{Failure, Message, Outcome};
+use mailroom_lambda::{Failure, Message, Outcome};
 
 use crate::helpers::{TestBed, unique};
 use crate::{Order, order_ids, order_json};
@@ -23,7 +23,7 @@ async fn retry_backoff_is_visible_as_changed_visibility() {
     // WHEN one is retried after 10 minutes, one without backoff, one with the exponential
     // policy (base 5 minutes, so at most 300 s on a first delivery)
     let (engine, _) = bed.engine(|c| {
-        c.backoff = Some(mailroom::backoff::BackoffPolicy::new(
+        c.backoff = Some(mailroom_lambda::backoff::BackoffPolicy::new(
             Duration::from_secs(300),
             Duration::from_secs(900),
         ));

@@ -1,7 +1,7 @@
 use std::sync::Mutex;
 
 use aws_sdk_sns::types::MessageAttributeValue;
-use mailroom::{Deadline, Failure, Message};
+use mailroom_lambda::{Deadline, Failure, Message};
 
 use crate::helpers::{TestBed, unique};
 use crate::{Order, order_json};

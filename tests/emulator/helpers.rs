@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use aws_sdk_sqs::types::QueueAttributeName;
 use std::future::Future;
 
-use mailroom::ledger::Ledger;
-use mailroom::local::{self, Completion, EventSource, Moto, REGION};
-use mailroom::sqs::{QueueArn, QueueUrl};
-use mailroom::telemetry::MetricsSink;
-use mailroom::{BatchReport, Deadline, Engine, EngineConfig, Failure, Message, SqsQueues};
+use mailroom_lambda::ledger::Ledger;
+use mailroom_lambda::sqs::{QueueArn, QueueUrl};
+use mailroom_lambda::telemetry::MetricsSink;
+use mailroom_lambda::{BatchReport, Deadline, Engine, EngineConfig, Failure, Message, SqsQueues};
+use mailroom_local::{self as local, Completion, EventSource, Moto, REGION};
 use serde_json::Value;
 
 /// The emulator's endpoint: `MAILROOM_TEST_ENDPOINT` if set, else a moto server started once
@@ -48,7 +48,7 @@ pub(crate) struct TestBed {
 /// What one emulated invocation did.
 #[derive(Debug)]
 pub(crate) struct Invocation {
-    pub(crate) event: mailroom::SqsEvent,
+    pub(crate) event: mailroom_lambda::SqsEvent,
     pub(crate) received: usize,
     pub(crate) report: BatchReport,
     pub(crate) completion: Completion,
@@ -117,9 +117,9 @@ impl TestBed {
     }
 
     /// A fresh ledger table, as template.yaml declares it, on `clock`.
-    pub(crate) async fn ledger(&self, clock: Arc<dyn mailroom::clock::Clock>) -> Ledger {
+    pub(crate) async fn ledger(&self, clock: Arc<dyn mailroom_lambda::clock::Clock>) -> Ledger {
         let table = unique("ledger");
-        mailroom::ledger::create_table(&self.dynamodb, &table)
+        mailroom_local::create_table(&self.dynamodb, &table)
             .await
             .expect("table created");
         Ledger::new(self.dynamodb.clone(), table).with_clock(clock)
@@ -251,7 +251,7 @@ impl TestBed {
 
     /// (visible, in flight) message counts.
     pub(crate) async fn depth(&self, queue: &Queue) -> (u64, u64) {
-        local::queue_depth(&self.sqs, &queue.url)
+        mailroom_ops::sqs::queue_depth(&self.sqs, &queue.url)
             .await
             .expect("GetQueueAttributes")
     }

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use mailroom::clock::{Clock, ManualClock, SystemClock};
-use mailroom::ledger::{Lease, State};
-use mailroom::{Cause, Failure, Message, Outcome};
+use mailroom_lambda::clock::{Clock, ManualClock, SystemClock};
+use mailroom_lambda::ledger::{Lease, State};
+use mailroom_lambda::{Cause, Failure, Message, Outcome};
 
 use crate::helpers::{TestBed, envelope};
 use crate::{Order, order_json};

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailroom::clock::{Clock, ManualClock};
-use mailroom::ledger::{Ledger, State};
-use mailroom::monitor::alert::{Level, Notice};
-use mailroom::monitor::filter::FilterPolicy;
-use mailroom::monitor::status::route;
-use mailroom::monitor::{Monitor, MonitorConfig};
-use mailroom::poison::REASON_ATTRIBUTE;
-use mailroom::telemetry::MetricsSink;
+use mailroom_lambda::clock::{Clock, ManualClock};
+use mailroom_lambda::ledger::{Ledger, State};
+use mailroom_lambda::poison::REASON_ATTRIBUTE;
+use mailroom_lambda::telemetry::MetricsSink;
+use mailroom_ops::monitor::alert::{Level, Notice};
+use mailroom_ops::monitor::filter::FilterPolicy;
+use mailroom_ops::monitor::status::route;
+use mailroom_ops::monitor::{Monitor, MonitorConfig};
 use serde_json::{Value, json};
 
 use crate::helpers::{Queue, TestBed, unique};
@@ -80,7 +80,7 @@ async fn tasks_register_per_expected_consumer_and_move_through_the_buckets() {
 
     // THEN placed is expected at both consumers and shipped only at the notifier
     assert!(response.batch_item_failures.is_empty());
-    let consumers = |entries: Vec<mailroom::ledger::Entry>| {
+    let consumers = |entries: Vec<mailroom_lambda::ledger::Entry>| {
         entries
             .into_iter()
             .map(|e| (e.consumer, e.state))

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, QueueAttributeName};
-use mailroom::local::{self, Moto};
+use mailroom_local::{self as local, Moto};
 
 use crate::helpers::{endpoint, unique};
 

@@ -2,8 +2,8 @@ use std::collections::HashMap;
 
 use aws_sdk_sqs::primitives::Blob;
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
-use mailroom::poison::{REASON_ATTRIBUTE, SOURCE_ATTRIBUTE};
-use mailroom::{Failure, Message};
+use mailroom_lambda::poison::{REASON_ATTRIBUTE, SOURCE_ATTRIBUTE};
+use mailroom_lambda::{Failure, Message};
 
 use crate::helpers::{TestBed, unique};
 use crate::{Order, order_json};

@@ -2,8 +2,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use mailroom::local::Completion;
-use mailroom::{Failure, Message};
+use mailroom_lambda::{Failure, Message};
+use mailroom_local::Completion;
 
 use crate::helpers::{TestBed, unique};
 use crate::{Order, order_ids, order_json};
@@ -66,7 +66,7 @@ async fn a_function_error_or_an_unknown_item_identifier_deletes_nothing() {
     let event = source.receive().await.expect("receive");
 
     // WHEN the response names an id that is not in the batch, or the function errs
-    let mut bogus = mailroom::SqsBatchResponse::default();
+    let mut bogus = mailroom_lambda::SqsBatchResponse::default();
     bogus.add_failure("not-in-this-batch");
     let unknown = source
         .complete(&event, Ok::<_, String>(&bogus))
@@ -75,7 +75,7 @@ async fn a_function_error_or_an_unknown_item_identifier_deletes_nothing() {
     let errored = source
         .complete(
             &event,
-            Err::<&mailroom::SqsBatchResponse, _>("handler crashed"),
+            Err::<&mailroom_lambda::SqsBatchResponse, _>("handler crashed"),
         )
         .await
         .expect("complete");

@@ -1,4 +1,4 @@
-use mailroom::{Deadline, Failure, Message};
+use mailroom_lambda::{Deadline, Failure, Message};
 
 use crate::helpers::TestBed;
 use crate::{Order, order_json};

@@ -5,12 +5,12 @@ use std::collections::HashSet;
 
 use aws_sdk_sqs::primitives::Blob;
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
-use mailroom::SqsQueues;
-use mailroom::poison::REASON_ATTRIBUTE;
-use mailroom::replay::{
+use mailroom_lambda::SqsQueues;
+use mailroom_lambda::poison::REASON_ATTRIBUTE;
+use mailroom_ops::replay::Instrumented;
+use mailroom_ops::replay::{
     Allowlist, Filter, LedgerMark, REPLAY_COUNT_ATTRIBUTE, ReplayError, ReplayRequest, replay,
 };
-use mailroom::testing::Instrumented;
 
 use crate::helpers::{Queue, TestBed, unique};
 
@@ -218,7 +218,7 @@ async fn a_message_over_max_replays_goes_to_the_parking_lot() {
         parked[0]
             .message_attributes()
             .expect("attributes")
-            .contains_key(mailroom::replay::PARKED_ATTRIBUTE)
+            .contains_key(mailroom_ops::replay::PARKED_ATTRIBUTE)
     );
     assert_eq!(bed.depth(&queue).await, (0, 0));
 }
@@ -335,7 +335,7 @@ async fn replay_marks_the_ledger_replayed_and_parked_with_the_reason() {
     // one already replayed to the maximum
     let bed = TestBed::new().await;
     let ledger = bed
-        .ledger(std::sync::Arc::new(mailroom::clock::SystemClock))
+        .ledger(std::sync::Arc::new(mailroom_lambda::clock::SystemClock))
         .await;
     let (queue, dlq) = bed.queue_with_dlq("replay-ledger", 3, 30).await;
     let parking = bed.queue(&unique("parking"), &[]).await;
@@ -355,7 +355,7 @@ async fn replay_marks_the_ledger_replayed_and_parked_with_the_reason() {
     request.ledger = Some(LedgerMark {
         ledger: ledger.clone(),
         consumer: "billing".into(),
-        task_id: mailroom::message::TaskIdSource::default(),
+        task_id: mailroom_lambda::message::TaskIdSource::default(),
     });
     let port = SqsQueues::new(bed.sqs.clone());
     let report = replay(&port, &allow(&[&queue, &dlq, &parking]), &request)
@@ -370,13 +370,13 @@ async fn replay_marks_the_ledger_replayed_and_parked_with_the_reason() {
         .await
         .expect("ledger")
         .expect("entry");
-    assert_eq!(back.state, mailroom::ledger::State::Replayed);
+    assert_eq!(back.state, mailroom_lambda::ledger::State::Replayed);
     let tired = ledger
         .get("task-tired", "billing")
         .await
         .expect("ledger")
         .expect("entry");
-    assert_eq!(tired.state, mailroom::ledger::State::Parked);
+    assert_eq!(tired.state, mailroom_lambda::ledger::State::Parked);
     assert_eq!(
         tired.last_error.as_deref(),
         Some("replayed 3 times, the maximum is 3")

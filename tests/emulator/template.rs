@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use mailroom::local::Moto;
-use mailroom::local::template::{Clients, Template};
-use mailroom::monitor::MonitorConfig;
+use mailroom_local::Moto;
+use mailroom_local::template::{Clients, Template};
+use mailroom_ops::monitor::MonitorConfig;
 
 use crate::helpers::{Queue, TestBed, unique};
 

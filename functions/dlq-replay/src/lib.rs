@@ -1,19 +1,19 @@
 //! The `dlq-replay` function: one on-demand replay run per invocation.
 //!
-//! The request is [`mailroom::replay::RequestJson`]; the response is the run's
-//! [`mailroom::replay::ReplayReport`]. Which queues may be touched comes from configuration,
+//! The request is [`mailroom_ops::replay::RequestJson`]; the response is the run's
+//! [`mailroom_ops::replay::ReplayReport`]. Which queues may be touched comes from configuration,
 //! never from the request.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use mailroom::ledger::Ledger;
-use mailroom::message::TaskIdSource;
-use mailroom::replay::{
+use mailroom_lambda::ledger::Ledger;
+use mailroom_lambda::message::TaskIdSource;
+use mailroom_lambda::sqs::QueueUrl;
+use mailroom_lambda::telemetry::MetricsSink;
+use mailroom_ops::replay::{
     Allowlist, LedgerMark, ReplayError, ReplayPort, ReplayReport, RequestJson, replay,
 };
-use mailroom::sqs::QueueUrl;
-use mailroom::telemetry::MetricsSink;
 
 /// The function's settings.
 #[derive(Debug, Clone)]

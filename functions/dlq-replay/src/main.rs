@@ -1,19 +1,21 @@
 //! Lambda entry point: wiring only.
 
 use lambda_runtime::{LambdaEvent, service_fn};
-use mailroom::replay::RequestJson;
-use mailroom::telemetry::MetricsSink;
+use mailroom_lambda::telemetry::MetricsSink;
+use mailroom_ops::replay::RequestJson;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    mailroom::telemetry::init();
+    mailroom_lambda::telemetry::init();
     let config = dlq_replay::Config::from_lookup(|k| std::env::var(k).ok())?;
-    let aws = mailroom::aws::from_env();
-    let port = mailroom::SqsQueues::new(aws_sdk_sqs::Client::new(&aws));
+    let aws = mailroom_lambda::aws::from_env();
+    let port = mailroom_lambda::SqsQueues::new(aws_sdk_sqs::Client::new(&aws));
     let ledger = std::env::var("MAILROOM_LEDGER_TABLE")
         .ok()
         .filter(|t| !t.is_empty())
-        .map(|table| mailroom::ledger::Ledger::new(aws_sdk_dynamodb::Client::new(&aws), table));
+        .map(|table| {
+            mailroom_lambda::ledger::Ledger::new(aws_sdk_dynamodb::Client::new(&aws), table)
+        });
     let (port, config, ledger) = (&port, &config, ledger.as_ref());
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<RequestJson>| async move {

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use mailroom::replay::{ReplayRequest, RequestJson};
+use mailroom_ops::replay::{ReplayRequest, RequestJson};
 
 fn request(name: &str) -> ReplayRequest {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -3,7 +3,7 @@
 //! One async function over a typed message. Return `Ok` when done, `Failure::retry` when
 //! trying again could help, `Failure::poison` when it never will. The engine does the rest.
 
-use mailroom::{Failure, Message};
+use mailroom_lambda::{Failure, Message};
 use serde::Deserialize;
 
 /// The event this consumer handles.

@@ -3,8 +3,8 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     if std::env::var("EXAMPLE_FAULT_INJECTION").is_ok_and(|v| v == "true") {
-        mailroom::run(example_consumer::handle_with_faults).await
+        mailroom_lambda::run(example_consumer::handle_with_faults).await
     } else {
-        mailroom::run(example_consumer::handle).await
+        mailroom_lambda::run(example_consumer::handle).await
     }
 }

@@ -1,12 +1,12 @@
 //! The example consumer under the engine, driven by the shared `events/` fixtures.
 
 use example_consumer::handle;
-use mailroom::testing::{FakeQueues, fixture};
-use mailroom::{Deadline, Engine, EngineConfig, Outcome};
+use mailroom_lambda::testing::{FakeQueues, fixture};
+use mailroom_lambda::{Deadline, Engine, EngineConfig, Outcome};
 
 fn engine(queues: &FakeQueues) -> Engine<FakeQueues> {
     let config = EngineConfig {
-        metrics: mailroom::telemetry::MetricsSink::Discard,
+        metrics: mailroom_lambda::telemetry::MetricsSink::Discard,
         ..EngineConfig::default()
     };
     Engine::new(config, queues.clone())

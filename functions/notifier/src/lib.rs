@@ -16,7 +16,7 @@ pub mod ssrf;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mailroom::{Failure, Message};
+use mailroom_lambda::{Failure, Message};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, USER_AGENT};
 use serde_json::{Value, json};
@@ -42,7 +42,7 @@ impl Notifier {
     pub fn new(config: Config, secret: Vec<u8>) -> Result<Self, reqwest::Error> {
         // rustls on ring with Mozilla's roots compiled in (no scan of the system's certificate
         // files at cold start): the same stack the SDK runs on.
-        let mut builder = mailroom::aws::http_client_builder()
+        let mut builder = mailroom_lambda::aws::http_client_builder()
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout)
             // A redirect could lead anywhere, past the guard's literal check: never follow one.
@@ -245,7 +245,7 @@ mod tests {
         let kind = |s: u16, ra| {
             classify_status(&url, StatusCode::from_u16(s).expect("status"), ra, "").kind()
         };
-        use mailroom::outcome::{Backoff, FailureKind};
+        use mailroom_lambda::outcome::{Backoff, FailureKind};
         for s in [408, 429, 500, 502, 503] {
             assert_eq!(kind(s, None), FailureKind::Retry(Backoff::Policy), "{s}");
         }
@@ -269,20 +269,20 @@ mod tests {
         .expect("config");
         config.allow_private = false;
         let notifier = Notifier::new(config, b"s".to_vec()).expect("client");
-        let engine = mailroom::Engine::new(
-            mailroom::EngineConfig {
-                metrics: mailroom::telemetry::MetricsSink::Discard,
-                ..mailroom::EngineConfig::default()
+        let engine = mailroom_lambda::Engine::new(
+            mailroom_lambda::EngineConfig {
+                metrics: mailroom_lambda::telemetry::MetricsSink::Discard,
+                ..mailroom_lambda::EngineConfig::default()
             },
-            mailroom::testing::FakeQueues::new(),
+            mailroom_lambda::testing::FakeQueues::new(),
         );
         let chosen = std::sync::Mutex::new(Vec::new());
 
         // WHEN the destination is chosen for each record (nothing is sent)
         engine
             .process(
-                mailroom::testing::fixture("sqs-notifier-callback.json"),
-                mailroom::Deadline::none(),
+                mailroom_lambda::testing::fixture("sqs-notifier-callback.json"),
+                mailroom_lambda::Deadline::none(),
                 |m| {
                     chosen
                         .lock()

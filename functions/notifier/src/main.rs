@@ -5,11 +5,11 @@ use notifier::{Config, Notifier, secret};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    mailroom::telemetry::init();
+    mailroom_lambda::telemetry::init();
     let config = Config::from_env()?;
-    let aws = mailroom::aws::from_env();
+    let aws = mailroom_lambda::aws::from_env();
     let secret = secret::resolve(&config.secret, &aws).await?;
     let notifier = Notifier::new(config, secret)?;
-    let engine = mailroom::Engine::from_env(&aws)?;
-    mailroom::serve(&engine, |msg| notifier.handle(msg)).await
+    let engine = mailroom_lambda::Engine::from_env(&aws)?;
+    mailroom_lambda::serve(&engine, |msg| notifier.handle(msg)).await
 }

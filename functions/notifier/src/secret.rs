@@ -19,7 +19,7 @@ pub struct SecretError {
 /// When the parameter or secret cannot be read or is empty.
 pub async fn resolve(
     source: &SecretSource,
-    aws: &mailroom::aws::SdkConfig,
+    aws: &mailroom_lambda::aws::SdkConfig,
 ) -> Result<Vec<u8>, SecretError> {
     let fail = |source_name: &str, message: String| SecretError {
         source_name: source_name.to_owned(),

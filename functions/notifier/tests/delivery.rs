@@ -5,8 +5,8 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::Receiver;
-use mailroom::testing::{FakeQueues, fixture};
-use mailroom::{BatchReport, Cause, Deadline, Engine, EngineConfig, Outcome, SqsEvent};
+use mailroom_lambda::testing::{FakeQueues, fixture};
+use mailroom_lambda::{BatchReport, Cause, Deadline, Engine, EngineConfig, Outcome, SqsEvent};
 use notifier::config::{Config, Format, SecretSource};
 use notifier::{EVENT_ID_HEADER, Notifier, signing};
 use serde_json::{Value, json};
@@ -53,7 +53,7 @@ async fn deliver(config: Config, event: SqsEvent) -> (BatchReport, FakeQueues) {
     let queues = FakeQueues::new();
     let engine = Engine::new(
         EngineConfig {
-            metrics: mailroom::telemetry::MetricsSink::Discard,
+            metrics: mailroom_lambda::telemetry::MetricsSink::Discard,
             ..EngineConfig::default()
         },
         queues.clone(),

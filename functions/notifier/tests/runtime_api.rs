@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::Receiver;
-use mailroom::testing::Rie;
+use mailroom_local::testbed::Rie;
 use serde_json::Value;
 
 fn workspace() -> PathBuf {

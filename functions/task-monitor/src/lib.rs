@@ -11,8 +11,8 @@ use aws_lambda_events::lambda_function_urls::{
     LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
 };
 use aws_lambda_events::sqs::SqsEvent;
-use mailroom::monitor::status::route;
-use mailroom::monitor::{Monitor, MonitorError};
+use mailroom_ops::monitor::status::route;
+use mailroom_ops::monitor::{Monitor, MonitorError};
 use serde_json::Value;
 
 /// What an invocation carried.

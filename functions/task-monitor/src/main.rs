@@ -1,16 +1,16 @@
 //! Lambda entry point: wiring only.
 
 use lambda_runtime::{LambdaEvent, service_fn};
-use mailroom::ledger::Ledger;
-use mailroom::monitor::{Monitor, MonitorConfig};
+use mailroom_lambda::ledger::Ledger;
+use mailroom_ops::monitor::{Monitor, MonitorConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    mailroom::telemetry::init();
+    mailroom_lambda::telemetry::init();
     let config = MonitorConfig::from_env()?;
     let table = std::env::var("MAILROOM_LEDGER_TABLE")
         .map_err(|_| "MAILROOM_LEDGER_TABLE is not set: the monitor needs the ledger table")?;
-    let aws = mailroom::aws::from_env();
+    let aws = mailroom_lambda::aws::from_env();
     let monitor = Monitor::new(
         config,
         Ledger::new(aws_sdk_dynamodb::Client::new(&aws), table),

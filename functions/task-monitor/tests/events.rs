@@ -1,7 +1,7 @@
 //! Every `events/` file for the monitor is recognised as the trigger it stands for, and
 //! anything else is a clear error.
 
-use mailroom::testing::fixture_path;
+use mailroom_lambda::testing::fixture_path;
 use task_monitor::{Error, Trigger};
 
 fn trigger(name: &str) -> Result<Trigger, Error> {

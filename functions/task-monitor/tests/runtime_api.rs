@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use mailroom::local::{self, Moto};
-use mailroom::testing::Rie;
+use mailroom_local::testbed::Rie;
+use mailroom_local::{self as local, Moto};
 use serde_json::Value;
 
 fn event(name: &str) -> Vec<u8> {
-    std::fs::read(mailroom::testing::fixture_path(name)).expect("fixture")
+    std::fs::read(mailroom_lambda::testing::fixture_path(name)).expect("fixture")
 }
 
 fn workspace() -> PathBuf {
@@ -22,7 +22,7 @@ async fn the_binary_registers_answers_the_status_api_and_sweeps_through_the_runt
     let moto = Moto::start(&Moto::venv(&workspace())).expect("moto starts");
     let aws = local::emulator_config(moto.endpoint()).await;
     let table = "monitor-rie-ledger";
-    mailroom::ledger::create_table(&aws_sdk_dynamodb::Client::new(&aws), table)
+    mailroom_local::create_table(&aws_sdk_dynamodb::Client::new(&aws), table)
         .await
         .expect("table");
     let sqs = aws_sdk_sqs::Client::new(&aws);

@@ -200,7 +200,7 @@ async fn a_message_received_again_in_one_run_is_counted_once_and_released_with_i
         receipt_handle: "rh-a-second".into(),
         ..letter("a", "{}", &[])
     };
-    let port = crate::sqs::FakeQueues::new().with_dead_letter_batches(vec![
+    let port = FakeDlq::new(vec![
         vec![letter("a", "{}", &[]), letter("b", "{}", &[])],
         vec![again],
     ]);

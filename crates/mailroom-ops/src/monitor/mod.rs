@@ -24,15 +24,15 @@ use aws_sdk_sqs::error::DisplayErrorContext;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::clock::ms;
-use crate::config::ConfigError;
-use crate::ledger::{Entry, Ledger, LedgerError, State};
-use crate::message::{Message, TaskIdSource};
-use crate::poison::REASON_ATTRIBUTE;
-use crate::sqs::QueueUrl;
-use crate::telemetry::{Emf, MetricsSink, Unit};
 use alert::{AlertState, Level, Notice};
 use filter::FilterPolicy;
+use mailroom_lambda::clock::ms;
+use mailroom_lambda::config::ConfigError;
+use mailroom_lambda::ledger::{Entry, Ledger, LedgerError, State};
+use mailroom_lambda::message::{Message, TaskIdSource};
+use mailroom_lambda::poison::REASON_ATTRIBUTE;
+use mailroom_lambda::sqs::QueueUrl;
+use mailroom_lambda::telemetry::{Emf, MetricsSink, Unit};
 
 /// The partition of the ledger table that holds the monitor's own state.
 pub const STATE_PARTITION: &str = "#monitor";

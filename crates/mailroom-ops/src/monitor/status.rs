@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Monitor;
-use crate::ledger::{Entry, State};
+use mailroom_lambda::ledger::{Entry, State};
 
 /// One task across its consumers.
 #[derive(Debug, Clone, Serialize)]

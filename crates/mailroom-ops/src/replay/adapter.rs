@@ -8,7 +8,7 @@ use aws_sdk_sqs::types::{
 };
 
 use super::{DeadLetter, ReplayPort};
-use crate::sqs::{
+use mailroom_lambda::sqs::{
     EntryFailure, OutgoingAttribute, OutgoingMessage, OutgoingValue, QueueUrl, SqsError, SqsQueues,
     entry_failures, to_sdk_attribute,
 };

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Measures the notifier binary: cold start, peak RSS on a 1000-record batch, arm64 size.
+"""Measures the function binaries: cold start, the notifier's peak RSS on a 1000-record batch,
+and the size of each arm64 bootstrap.
 
-    scripts/measure-notifier.py                 # builds what it needs, prints the three figures
-    scripts/measure-notifier.py cold-start rss  # only some of them
+    scripts/measure.py                          # builds what it needs, prints every figure
+    scripts/measure.py cold-start rss           # only some of them
+    scripts/measure.py size --function notifier # only some functions (repeat --function)
 
 * Cold start: from process start (just before exec) to the binary's first Runtime API
   `GET /2018-06-01/runtime/invocation/next`, served by a fake Runtime API on 127.0.0.1. Median
-  of 25 runs of the release build for this machine. Target <= 10 ms.
+  of 25 runs of the release build for this machine, per function. Target <= 10 ms.
 * Peak RSS: the fake Runtime API hands the binary one 1000-record SNS-enveloped batch; every
   record is delivered to a local webhook (204). VmHWM from /proc after the response. Target
   <= 24 MiB.
@@ -92,11 +94,14 @@ class Webhook(http.server.BaseHTTPRequestHandler):
         self.end_headers()
 
 
-def env(api_port, webhook_port):
+FUNCTIONS = ["notifier", "example-consumer", "task-monitor", "dlq-replay"]
+
+
+def env(api_port, webhook_port, function="notifier"):
     return {
         "PATH": os.environ.get("PATH", ""),
         "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{api_port}",
-        "AWS_LAMBDA_FUNCTION_NAME": "notifier",
+        "AWS_LAMBDA_FUNCTION_NAME": function,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
         "AWS_REGION": "us-east-1",
@@ -109,6 +114,9 @@ def env(api_port, webhook_port):
         "NOTIFIER_CALLBACK_FIELD": "",
         "NOTIFIER_SIGNING_SECRET": "whsec_measure",
         "NOTIFIER_ALLOW_PRIVATE_DESTINATIONS": "true",
+        # What the other functions need to finish their cold start (none of it is reached).
+        "MAILROOM_LEDGER_TABLE": "mailroom-ledger",
+        "MAILROOM_REPLAY_ALLOWLIST": "mailroom-notifier-dlq,mailroom-notifier",
     }
 
 
@@ -131,12 +139,12 @@ def batch(n):
     return json.dumps({"Records": records}).encode()
 
 
-def cold_start(binary, webhook_port):
+def cold_start(binary, webhook_port, function):
     samples = []
     for _ in range(RUNS):
         api = serve(RuntimeApi(None))
         started = time.perf_counter()
-        proc = subprocess.Popen([binary], env=env(api.server_address[1], webhook_port),
+        proc = subprocess.Popen([binary], env=env(api.server_address[1], webhook_port, function),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not api.first_next.wait(10):
             proc.kill()
@@ -164,31 +172,38 @@ def peak_rss(binary, webhook_port):
     return hwm_kib / 1024, failures
 
 
-def arm64_size():
-    path = ROOT / "target" / "lambda" / "notifier" / "bootstrap"
-    cmd = [str(VENV_BIN / "cargo-lambda"), "lambda", "build", "--release", "--arm64", "--bin", "notifier"]
-    # From the crate's own directory: at the workspace root only the library is a default package.
-    subprocess.run(cmd, cwd=ROOT / "functions" / "notifier", check=True,
-                   env={**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"})
-    return path.stat().st_size / (1024 * 1024)
+def arm64_size(functions):
+    for function in functions:
+        # From the function's own directory, one at a time, as `sam build` runs it.
+        cmd = [str(VENV_BIN / "cargo-lambda"), "lambda", "build", "--release", "--arm64", "--bin", function]
+        subprocess.run(cmd, cwd=ROOT / "functions" / function, check=True,
+                       env={**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"})
+    return {f: (ROOT / "target" / "lambda" / f / "bootstrap").stat().st_size / (1024 * 1024)
+            for f in functions}
 
 
 def main():
-    wanted = set(sys.argv[1:]) or {"cold-start", "rss", "size"}
-    binary = str(ROOT / "target" / "release" / "notifier")
+    args = sys.argv[1:]
+    functions = [args[i + 1] for i, a in enumerate(args) if a == "--function"] or FUNCTIONS
+    wanted = {a for a in args if a in ("cold-start", "rss", "size")} or {"cold-start", "rss", "size"}
+    if "rss" in wanted and "notifier" not in functions:
+        functions = functions + ["notifier"]
     if wanted & {"cold-start", "rss"}:
-        subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "notifier"], cwd=ROOT, check=True)
+        packages = [arg for f in functions for arg in ("-p", f)]
+        subprocess.run(["cargo", "build", "--release", "--quiet", *packages], cwd=ROOT, check=True)
     webhook = serve(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Webhook))
     port = webhook.server_address[1]
     if "cold-start" in wanted:
-        median, low, high = cold_start(binary, port)
-        print(f"cold start to first /next: median {median:.2f} ms over {RUNS} runs (min {low:.2f}, max {high:.2f}); target <= 10 ms")
+        for function in functions:
+            binary = str(ROOT / "target" / "release" / function)
+            median, low, high = cold_start(binary, port, function)
+            print(f"{function}: cold start to first /next: median {median:.2f} ms over {RUNS} runs (min {low:.2f}, max {high:.2f}); target <= 10 ms")
     if "rss" in wanted:
-        rss, failures = peak_rss(binary, port)
-        print(f"peak RSS with a {RECORDS}-record batch: {rss:.1f} MiB ({failures} batchItemFailures); target <= 24 MiB")
+        rss, failures = peak_rss(str(ROOT / "target" / "release" / "notifier"), port)
+        print(f"notifier: peak RSS with a {RECORDS}-record batch: {rss:.1f} MiB ({failures} batchItemFailures); target <= 24 MiB")
     if "size" in wanted:
-        size = arm64_size()
-        print(f"arm64 bootstrap: {size:.2f} MiB; target <= 6 MiB")
+        for function, size in arm64_size(functions).items():
+            print(f"{function}: arm64 bootstrap: {size:.2f} MiB; target <= 6 MiB")
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use crate::local::template::{FunctionSpec, SqsSource};
-use crate::local::{Completion, EventSource, REGION};
+use crate::template::{FunctionSpec, SqsSource};
+use crate::{Completion, EventSource, REGION};
 
 /// A loopback port that is free now, picked below Linux's ephemeral range (32768–60999) so
 /// that the many outgoing connections of a pipeline cannot take it before the emulator binds.
@@ -175,7 +175,7 @@ impl FunctionProcess {
             child: Mutex::new(command.spawn()?),
             busy: Mutex::new(()),
             api,
-            client: crate::aws::http_client_builder()
+            client: mailroom_lambda::aws::http_client_builder()
                 .build()
                 .map_err(std::io::Error::other)?,
         })
@@ -311,7 +311,7 @@ async fn deliver(
         .iter()
         .filter(|r| {
             r.message_attributes
-                .contains_key(crate::replay::REPLAY_COUNT_ATTRIBUTE)
+                .contains_key(mailroom_ops::replay::REPLAY_COUNT_ATTRIBUTE)
         })
         .count();
     Counters::add(&counters.replayed, replayed);

@@ -17,8 +17,8 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::local::REGION;
-use crate::sqs::{QueueArn, QueueUrl};
+use crate::REGION;
+use mailroom_lambda::sqs::{QueueArn, QueueUrl};
 
 const DECODER: &str = include_str!("template_json.py");
 const ACCOUNT: &str = "123456789012";
@@ -367,7 +367,7 @@ impl Provisioner<'_> {
                     let policy = Box::pin(self.resolve(&props["RedrivePolicy"])).await?;
                     attributes.push((A::RedrivePolicy, policy.to_string()));
                 }
-                let (url, arn) = crate::local::create_queue(&self.clients.sqs, &name, &attributes)
+                let (url, arn) = crate::create_queue(&self.clients.sqs, &name, &attributes)
                     .await
                     .map_err(|e| err(e.to_string()))?;
                 self.out.queues.insert(id.to_owned(), (url.clone(), arn));
@@ -379,7 +379,7 @@ impl Provisioner<'_> {
                     .await?;
                 // The ledger is the only table: created as `ledger::create_table` declares it,
                 // which the template mirrors (checked by `provisions_the_template` below).
-                crate::ledger::create_table(&self.clients.dynamodb, &name)
+                crate::create_table(&self.clients.dynamodb, &name)
                     .await
                     .map_err(|e| err(e.to_string()))?;
                 self.out.tables.insert(id.to_owned(), name.clone());

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::DeadLetter;
-use crate::sqs::QueueUrl;
-use crate::telemetry::{Emf, MetricsSink, Unit};
+use mailroom_lambda::sqs::QueueUrl;
+use mailroom_lambda::telemetry::{Emf, MetricsSink, Unit};
 
 /// Samples kept per run.
 const SAMPLES: usize = 5;
@@ -113,7 +113,7 @@ impl ReplayReport {
         }
     }
 
-    pub(crate) fn stop_on_error(&mut self, e: &crate::sqs::SqsError) {
+    pub(crate) fn stop_on_error(&mut self, e: &mailroom_lambda::sqs::SqsError) {
         tracing::error!(error = %e, "replay stopped early; unmoved messages stay in the DLQ");
         self.stopped_by_error = Some(e.to_string());
     }

@@ -7,8 +7,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Filter, ReplayRequest};
-use crate::backoff::BackoffPolicy;
-use crate::sqs::QueueUrl;
+use mailroom_lambda::backoff::BackoffPolicy;
+use mailroom_lambda::sqs::QueueUrl;
 
 /// A replay request as JSON. Every field but `source` is optional.
 ///

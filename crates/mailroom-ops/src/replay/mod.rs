@@ -10,6 +10,8 @@
 //! Three SQS calls move ten messages (receive, send batch, delete batch): 0.3 calls a message.
 
 mod adapter;
+#[cfg(any(test, feature = "test-util"))]
+mod fake;
 mod filter;
 mod report;
 mod request;
@@ -20,16 +22,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::sqs::{SqsMessage, SqsMessageAttribute};
 
-use crate::backoff::BackoffPolicy;
-use crate::ledger::Ledger;
-use crate::message::{Message, TaskIdSource};
-use crate::poison::REASON_ATTRIBUTE;
-use crate::sqs::{
+use mailroom_lambda::backoff::BackoffPolicy;
+use mailroom_lambda::ledger::Ledger;
+use mailroom_lambda::message::{Message, TaskIdSource};
+use mailroom_lambda::poison::REASON_ATTRIBUTE;
+use mailroom_lambda::sqs::{
     DEFAULT_MAX_MESSAGE_BYTES, EntryFailure, MAX_BATCH_ENTRIES, MAX_MESSAGE_ATTRIBUTES,
     OutgoingAttribute, OutgoingMessage, OutgoingValue, QueuePort, QueueUrl, SqsError,
     VisibilityChange,
 };
 
+#[cfg(any(test, feature = "test-util"))]
+pub use fake::{Call, FakeDlq, Instrumented};
 pub use filter::Filter;
 pub use report::{ReplayReport, Sample};
 pub use request::{BackoffJson, FilterJson, RequestJson};

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::DeadLetter;
-use crate::message::SnsEnvelope;
-use crate::sqs::OutgoingValue;
+use mailroom_lambda::message::envelope_message;
+use mailroom_lambda::sqs::OutgoingValue;
 
 /// A conjunction of conditions; the default selects everything.
 #[derive(Debug, Clone, Default)]
@@ -92,8 +92,8 @@ impl Filter {
 
 /// The payload as JSON: the SNS envelope's `Message` when enveloped, else the body.
 fn payload(body: &str) -> Option<Value> {
-    match SnsEnvelope::detect(body) {
-        Some(env) => serde_json::from_str(&env.message).ok(),
+    match envelope_message(body) {
+        Some(message) => serde_json::from_str(&message).ok(),
         None => serde_json::from_str(body).ok(),
     }
 }

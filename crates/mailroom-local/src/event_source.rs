@@ -4,27 +4,14 @@
 //! partial batch response with Lambda's rules: delete only the records the response does not
 //! list; a function error, or an empty or unknown `itemIdentifier`, fails the whole batch.
 //! Visibility and redrive are left to the queue, as in AWS.
-//!
-//! [`Moto`] starts the AWS emulator from the project's venv for local runs and tests.
-
-mod moto;
-pub mod pipeline;
-pub mod runner;
-pub mod template;
-
-pub use crate::sqs::queue_depth;
-pub use moto::Moto;
 
 use std::collections::{HashMap, HashSet};
 
 use aws_lambda_events::encodings::Base64Data;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
-use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
-};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 
-use crate::sqs::{MAX_BATCH_ENTRIES, QueueArn, QueueUrl, SqsError};
+use mailroom_lambda::sqs::{MAX_BATCH_ENTRIES, QueueArn, QueueUrl, SqsError};
 
 /// Converts a received SQS message into the record Lambda would deliver.
 pub fn lambda_record(
@@ -65,52 +52,6 @@ pub fn lambda_record(
     record.event_source_arn = Some(queue.as_str().to_owned());
     record.aws_region = Some(region.to_owned());
     record
-}
-
-/// The region local runs and tests use.
-pub const REGION: &str = "us-east-1";
-
-/// The SDK configuration for an emulator at `endpoint`: a fixed region and dummy credentials,
-/// so nothing reads the user's AWS profile and nothing can reach AWS.
-pub async fn emulator_config(endpoint: &str) -> aws_types::SdkConfig {
-    crate::aws::emulator(endpoint, REGION)
-}
-
-/// Creates a queue with `attributes` and returns its URL and ARN.
-///
-/// # Errors
-/// When a call fails or the emulator returns no URL or ARN.
-pub async fn create_queue(
-    sqs: &aws_sdk_sqs::Client,
-    name: &str,
-    attributes: &[(QueueAttributeName, String)],
-) -> Result<(QueueUrl, QueueArn), SqsError> {
-    let mut req = sqs.create_queue().queue_name(name);
-    for (k, v) in attributes {
-        req = req.attributes(k.clone(), v);
-    }
-    let out = req
-        .send()
-        .await
-        .map_err(|e| SqsError::new("CreateQueue", DisplayErrorContext(e)))?;
-    let url: QueueUrl = out
-        .queue_url()
-        .ok_or_else(|| SqsError::new("CreateQueue", "no QueueUrl"))?
-        .parse()
-        .map_err(|e| SqsError::new("CreateQueue", e))?;
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(url.as_str())
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .map_err(|e| SqsError::new("GetQueueAttributes", DisplayErrorContext(e)))?
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        .ok_or_else(|| SqsError::new("GetQueueAttributes", "no QueueArn"))?
-        .parse()
-        .map_err(|e| SqsError::new("GetQueueAttributes", e))?;
-    Ok((url, arn))
 }
 
 fn base64_data(bytes: &[u8]) -> Base64Data {

@@ -9,9 +9,9 @@ use std::sync::atomic::Ordering;
 
 use tokio::task::JoinSet;
 
-use crate::local::runner::{self, Counters, FunctionProcess};
-use crate::local::template::{Clients, FunctionSpec, Provisioned, Template};
-use crate::local::{Moto, REGION};
+use crate::runner::{self, Counters, FunctionProcess};
+use crate::template::{Clients, FunctionSpec, Provisioned, Template};
+use crate::{Moto, REGION};
 
 /// How to bring the pipeline up.
 #[derive(Debug, Clone)]
@@ -68,7 +68,7 @@ pub enum UpError {
     Io(#[from] std::io::Error),
     /// The template could not be provisioned.
     #[error(transparent)]
-    Template(#[from] crate::local::template::TemplateError),
+    Template(#[from] crate::template::TemplateError),
     /// A function binary is missing.
     #[error("{0} is not built: run `cargo build --bins` first")]
     NotBuilt(PathBuf),
@@ -89,7 +89,7 @@ impl Pipeline {
                 (moto.endpoint().to_owned(), Some(moto))
             }
         };
-        let aws = crate::aws::emulator(&endpoint, REGION);
+        let aws = mailroom_lambda::aws::emulator(&endpoint, REGION);
         let clients = Clients {
             sqs: aws_sdk_sqs::Client::new(&aws),
             sns: aws_sdk_sns::Client::new(&aws),
@@ -196,7 +196,7 @@ impl Pipeline {
     /// (visible, in flight) messages of a queue, by logical id.
     pub async fn depth(&self, queue: &str) -> (u64, u64) {
         match self.provisioned.queues.get(queue) {
-            Some((url, _)) => crate::local::queue_depth(&self.clients.sqs, url)
+            Some((url, _)) => mailroom_ops::sqs::queue_depth(&self.clients.sqs, url)
                 .await
                 .unwrap_or((0, 0)),
             None => (0, 0),
@@ -264,6 +264,6 @@ impl Pipeline {
 
     /// The project root of this checkout (where template.yaml is).
     pub fn root() -> &'static Path {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
+        crate::workspace_root()
     }
 }

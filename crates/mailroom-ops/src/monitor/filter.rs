@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use crate::message::Message;
+use mailroom_lambda::message::Message;
 
 /// One condition on one attribute; an attribute matches if any of its conditions does.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,8 +110,8 @@ impl Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::TaskIdSource;
     use aws_lambda_events::sqs::{SqsMessage, SqsMessageAttribute};
+    use mailroom_lambda::message::TaskIdSource;
     use serde_json::json;
 
     fn message(attrs: &[(&str, &str)]) -> Message<()> {
