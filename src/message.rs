@@ -134,6 +134,12 @@ impl<T> Message<T> {
     pub fn into_parts(self) -> (T, Message<()>) {
         (self.payload, Message::new((), self.meta))
     }
+
+    /// The same delivery with its payload mapped by `f`: for a handler that wraps another
+    /// over a narrower type.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Message<U> {
+        Message::new(f(self.payload), self.meta)
+    }
 }
 
 /// A borrowed view of one message attribute from either layer.

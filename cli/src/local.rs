@@ -167,10 +167,6 @@ async fn bring_up(common: &Common, webhook: &str) -> anyhow::Result<Pipeline> {
     let thresholds = scaled_thresholds(speed);
     let cooldown = (3600 / speed).max(1).to_string();
     env.insert(
-        "example-consumer".to_owned(),
-        set(&[("EXAMPLE_FAULT_INJECTION", Some("true"))]),
-    );
-    env.insert(
         "task-monitor".to_owned(),
         set(&[
             ("MAILROOM_MONITOR_THRESHOLDS", Some(&thresholds)),
@@ -183,6 +179,10 @@ async fn bring_up(common: &Common, webhook: &str) -> anyhow::Result<Pipeline> {
         stack: common.stack.clone(),
         parameters: HashMap::new(),
         env,
+        substitutes: BTreeMap::from([(
+            "example-consumer".to_owned(),
+            "example-consumer-faults".to_owned(),
+        )]),
         speed,
         log_dir: Some(
             common

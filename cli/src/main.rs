@@ -1,6 +1,5 @@
 //! `mailroom`: the operator's and developer's command.
 
-mod demo;
 mod local;
 mod publish;
 mod replay;
@@ -21,9 +20,6 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs the pipeline locally on the AWS emulator: publishes the sample events from
-    /// `events/` through SNS to the example consumer and reports what happened.
-    Demo(demo::Args),
     /// Sends dead letters back to their queue, or parks them: filtered, rate-limited, with a
     /// dry run, and never deleting a message before its copy is confirmed sent.
     Replay(Box<replay::Args>),
@@ -53,7 +49,6 @@ async fn aws_config(endpoint_url: Option<&str>) -> aws_config::SdkConfig {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Demo(args) => demo::run(args).await,
         Command::Replay(args) => replay::run(*args).await,
         Command::Status(args) => status::run(*args).await,
         Command::Publish(args) => publish::run(*args).await,

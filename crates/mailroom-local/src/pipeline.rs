@@ -26,6 +26,9 @@ pub struct Options {
     pub parameters: HashMap<String, String>,
     /// Environment changes per binary: `Some` sets, `None` removes.
     pub env: BTreeMap<String, BTreeMap<String, Option<String>>>,
+    /// Binaries run in place of the template's, by the template's binary name: a local
+    /// build with injected faults, for instance.
+    pub substitutes: BTreeMap<String, String>,
     /// Speed-up for queue visibility timeouts and schedules.
     pub speed: u32,
     /// Functions' logs go to files in this directory, when given.
@@ -103,7 +106,12 @@ impl Pipeline {
         let mut tasks = JoinSet::new();
         let mut functions = BTreeMap::new();
         for spec in &provisioned.functions {
-            let binary = options.bin_dir.join(&spec.binary);
+            let binary = options.bin_dir.join(
+                options
+                    .substitutes
+                    .get(&spec.binary)
+                    .unwrap_or(&spec.binary),
+            );
             if !binary.exists() {
                 return Err(UpError::NotBuilt(binary));
             }

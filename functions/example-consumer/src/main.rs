@@ -2,9 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    if std::env::var("EXAMPLE_FAULT_INJECTION").is_ok_and(|v| v == "true") {
-        mailroom_lambda::run(example_consumer::handle_with_faults).await
-    } else {
-        mailroom_lambda::run(example_consumer::handle).await
-    }
+    mailroom_lambda::run(example_consumer::handle).await
 }
