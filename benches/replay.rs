@@ -15,12 +15,11 @@
 //! the queue's depth unless `src/local/moto_server.py` removes those scans; run with
 //! `MAILROOM_MOTO_STOCK_SQS=1` (and smaller counts) to measure moto's own code.
 
-use std::path::Path;
 use std::time::Instant;
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use mailroom_lambda::SqsQueues;
-use mailroom_local::{self as local, Moto};
+use mailroom_local as local;
 use mailroom_ops::replay::Instrumented;
 use mailroom_ops::replay::{Allowlist, ReplayRequest, replay};
 
@@ -118,10 +117,8 @@ async fn main() {
             setting("MAILROOM_BENCH_ROUNDS", 10).max(1),
         )
     };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let moto =
-        Moto::start(&Moto::venv(root)).expect("moto from the project venv (scripts/setup.sh)");
-    let config = local::emulator_config(moto.endpoint()).await;
+    let endpoint = mailroom_local::testbed::endpoint();
+    let config = local::emulator_config(endpoint).await;
     let sqs = aws_sdk_sqs::Client::new(&config);
 
     let (dlq, target) = (

@@ -9,7 +9,6 @@
 //! `MAILROOM_BENCH_LEDGER_ITEMS` (comma-separated) changes the sizes; under `cargo test` it
 //! runs 100 and 1,000.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -22,7 +21,7 @@ use futures_util::StreamExt;
 use mailroom_lambda::clock::{Clock, SystemClock};
 use mailroom_lambda::ledger::{Ledger, OPEN_SHARDS};
 use mailroom_lambda::telemetry::MetricsSink;
-use mailroom_local::{self as local, Moto};
+use mailroom_local as local;
 use mailroom_ops::monitor::{Monitor, MonitorConfig};
 
 /// Counts every request the client sends.
@@ -117,8 +116,8 @@ async fn main() {
     if quick {
         println!("(test mode: small sizes, figures not a measurement)");
     }
-    let moto = Moto::start(&Moto::venv(Path::new(env!("CARGO_MANIFEST_DIR")))).expect("moto");
-    let aws = local::emulator_config(moto.endpoint()).await;
+    let endpoint = mailroom_local::testbed::endpoint();
+    let aws = local::emulator_config(endpoint).await;
     let counter = Counter::default();
     let dynamodb = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&aws)

@@ -29,7 +29,7 @@ pub enum Annotation {
 
 /// Inputs for one dead-letter copy.
 #[derive(Debug, Clone)]
-pub(crate) struct DeadLetter<'a> {
+pub(crate) struct PoisonCopy<'a> {
     /// Moved, not copied: the record is finished with it.
     pub(crate) body: String,
     pub(crate) attributes: &'a HashMap<String, SqsMessageAttribute>,
@@ -42,7 +42,7 @@ pub(crate) struct DeadLetter<'a> {
     pub(crate) max_bytes: usize,
 }
 
-impl DeadLetter<'_> {
+impl PoisonCopy<'_> {
     /// Builds the message to send to the DLQ, and says how much annotation fit.
     pub(crate) fn build(self) -> (OutgoingMessage, Annotation) {
         let mut msg = OutgoingMessage {
@@ -130,8 +130,8 @@ mod tests {
         body: &str,
         attributes: &'a HashMap<String, SqsMessageAttribute>,
         reason: &'a str,
-    ) -> DeadLetter<'a> {
-        DeadLetter {
+    ) -> PoisonCopy<'a> {
+        PoisonCopy {
             body: body.to_owned(),
             attributes,
             reason,

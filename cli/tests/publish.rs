@@ -1,9 +1,8 @@
 //! `mailroom publish` as a producer runs it: the real binary against the emulator.
 
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use mailroom_local::{self as local, Moto};
+use mailroom_local as local;
 use serde_json::Value;
 
 fn mailroom(endpoint: &str, args: &[&str]) -> Output {
@@ -23,11 +22,8 @@ fn mailroom(endpoint: &str, args: &[&str]) -> Output {
 #[tokio::test]
 async fn publish_sends_messages_and_json_lines_with_attributes_through_the_topic() {
     // GIVEN a topic with a queue subscribed (raw delivery keeps attributes as SQS attributes)
-    let moto = Moto::start(&Moto::venv(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
-    ))
-    .expect("moto");
-    let aws = local::emulator_config(moto.endpoint()).await;
+    let endpoint = mailroom_local::testbed::endpoint();
+    let aws = local::emulator_config(endpoint).await;
     let (sns, sqs) = (
         aws_sdk_sns::Client::new(&aws),
         aws_sdk_sqs::Client::new(&aws),
@@ -61,7 +57,7 @@ async fn publish_sends_messages_and_json_lines_with_attributes_through_the_topic
 
     // WHEN two messages and a 12-line file are published by topic name, with an attribute
     let out = mailroom(
-        moto.endpoint(),
+        endpoint,
         &[
             "--topic",
             "cli-publish-events",
@@ -117,11 +113,11 @@ async fn publish_sends_messages_and_json_lines_with_attributes_through_the_topic
     );
 
     // AND an unknown topic or a bad attribute is a clear error
-    let out = mailroom(moto.endpoint(), &["--topic", "nope", "--message", "x"]);
+    let out = mailroom(endpoint, &["--topic", "nope", "--message", "x"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no topic named nope"));
     let out = mailroom(
-        moto.endpoint(),
+        endpoint,
         &["--topic", &topic, "--message", "x", "--attr", "kind"],
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected NAME=VALUE"));

@@ -1,11 +1,10 @@
 //! `mailroom replay` as an operator runs it: the real binary against the emulator.
 
-use std::path::Path;
 use std::process::Output;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use mailroom_lambda::sqs::{QueueArn, QueueUrl};
-use mailroom_local::{self as local, Moto};
+use mailroom_local as local;
 
 /// A queue, with a RedrivePolicy to `redrive_to` when given.
 async fn queue(
@@ -51,11 +50,8 @@ fn mailroom(endpoint: &str, args: &[&str]) -> Output {
 #[tokio::test]
 async fn dry_run_then_confirmation_then_replay() {
     // GIVEN the emulator, a queue with a DLQ, and three dead letters
-    let moto = Moto::start(&Moto::venv(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
-    ))
-    .expect("moto");
-    let endpoint = moto.endpoint().to_owned();
+    let endpoint = mailroom_local::testbed::endpoint();
+    let endpoint = endpoint.to_owned();
     let sqs = aws_sdk_sqs::Client::new(&local::emulator_config(&endpoint).await);
     let (dlq, dlq_arn) = queue(&sqs, "cli-orders-dlq", None).await;
     let (source, _) = queue(&sqs, "cli-orders", Some(&dlq_arn)).await;

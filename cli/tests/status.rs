@@ -1,28 +1,24 @@
 //! `mailroom status` as an operator runs it: the real binary against the emulator, as a
 //! table, as JSON, and serving the status API over real HTTP on loopback.
 
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use mailroom_lambda::clock::{Clock, SystemClock};
 use mailroom_lambda::ledger::Ledger;
-use mailroom_local::{self as local, Moto};
+use mailroom_local as local;
 use serde_json::Value;
 
 struct Setup {
-    moto: Moto,
+    endpoint: &'static str,
     table: String,
 }
 
 /// A ledger with one task open 50 minutes at billing (failed once) and done at the
 /// notifier, and a DLQ with one dead letter carrying its reason.
 async fn setup(stem: &str) -> Setup {
-    let moto = Moto::start(&Moto::venv(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
-    ))
-    .expect("moto");
-    let aws = local::emulator_config(moto.endpoint()).await;
+    let endpoint = mailroom_local::testbed::endpoint();
+    let aws = local::emulator_config(endpoint).await;
     let table = format!("{stem}-ledger");
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     mailroom_local::create_table(&dynamodb, &table)
@@ -63,18 +59,13 @@ async fn setup(stem: &str) -> Setup {
         .send()
         .await
         .expect("SendMessage");
-    Setup { moto, table }
+    Setup { endpoint, table }
 }
 
 fn mailroom(setup: &Setup, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mailroom"));
     c.arg("status")
-        .args([
-            "--table",
-            &setup.table,
-            "--endpoint-url",
-            setup.moto.endpoint(),
-        ])
+        .args(["--table", &setup.table, "--endpoint-url", setup.endpoint])
         .args(args)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "testing")

@@ -27,7 +27,7 @@ use crate::config::{ConfigError, EngineConfig, FifoMode};
 use crate::ledger::{Lease, Ledger};
 use crate::message::{Message, Received, RecordMeta, parse_iso8601_ms};
 use crate::outcome::{Backoff, Failure, FailureKind};
-use crate::poison::{Annotation, DeadLetter};
+use crate::poison::{Annotation, PoisonCopy};
 use crate::sqs::{
     MAX_BATCH_ENTRIES, QueueArn, QueuePort, QueueUrl, SqsError, SqsQueues, VisibilityChange,
 };
@@ -808,7 +808,7 @@ where
         };
         let body = w.received.body.take().unwrap_or_default();
         let meta = &w.received.meta;
-        let (message, annotation) = DeadLetter {
+        let (message, annotation) = PoisonCopy {
             body,
             attributes: &meta.sqs_attributes,
             reason: &reason,

@@ -3,7 +3,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::QueueAttributeName;
 use mailroom_lambda::{Failure, Message, Outcome};
 
-use crate::helpers::{TestBed, unique};
+use crate::helpers::{LambdaBed, TestBed, unique};
 use crate::{Order, order_ids, order_json};
 
 #[tokio::test]

@@ -3,7 +3,7 @@ use std::sync::Mutex;
 use aws_sdk_sns::types::MessageAttributeValue;
 use mailroom_lambda::{Deadline, Failure, Message};
 
-use crate::helpers::{TestBed, unique};
+use crate::helpers::{LambdaBed, TestBed, unique};
 use crate::{Order, order_json};
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use mailroom_lambda::clock::{Clock, ManualClock, SystemClock};
 use mailroom_lambda::ledger::{Lease, State};
 use mailroom_lambda::{Cause, Failure, Message, Outcome};
 
-use crate::helpers::{TestBed, envelope};
+use crate::helpers::{LambdaBed, TestBed, envelope};
 use crate::{Order, order_json};
 
 fn metric(metrics: &[serde_json::Value], name: &str) -> f64 {

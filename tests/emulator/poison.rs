@@ -5,7 +5,7 @@ use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, Queu
 use mailroom_lambda::poison::{REASON_ATTRIBUTE, SOURCE_ATTRIBUTE};
 use mailroom_lambda::{Failure, Message};
 
-use crate::helpers::{TestBed, unique};
+use crate::helpers::{LambdaBed, TestBed, unique};
 use crate::{Order, order_json};
 
 fn attr(data_type: &str, value: &str) -> MessageAttributeValue {

@@ -5,7 +5,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use mailroom_lambda::{Failure, Message};
 use mailroom_local::Completion;
 
-use crate::helpers::{TestBed, unique};
+use crate::helpers::{LambdaBed, TestBed, unique};
 use crate::{Order, order_ids, order_json};
 
 #[tokio::test]

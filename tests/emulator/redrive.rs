@@ -1,6 +1,6 @@
 use mailroom_lambda::{Deadline, Failure, Message};
 
-use crate::helpers::TestBed;
+use crate::helpers::{LambdaBed, TestBed};
 use crate::{Order, order_json};
 
 #[tokio::test]

@@ -1,26 +1,22 @@
 //! The built task-monitor binary under AWS's Runtime Interface Emulator, against the moto
 //! server, fed the `events/` files: registration, the status API, a sweep.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use mailroom_local as local;
 use mailroom_local::testbed::Rie;
-use mailroom_local::{self as local, Moto};
 use serde_json::Value;
 
 fn event(name: &str) -> Vec<u8> {
     std::fs::read(mailroom_lambda::testing::fixture_path(name)).expect("fixture")
 }
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 #[tokio::test]
 async fn the_binary_registers_answers_the_status_api_and_sweeps_through_the_runtime_api() {
     // GIVEN moto with a ledger table and a DLQ holding one dead letter, and the binary under
     // the RIE expecting two consumers, billing only for order.placed
-    let moto = Moto::start(&Moto::venv(&workspace())).expect("moto starts");
-    let aws = local::emulator_config(moto.endpoint()).await;
+    let endpoint = mailroom_local::testbed::endpoint();
+    let aws = local::emulator_config(endpoint).await;
     let table = "monitor-rie-ledger";
     mailroom_local::create_table(&aws_sdk_dynamodb::Client::new(&aws), table)
         .await
@@ -41,7 +37,7 @@ async fn the_binary_registers_answers_the_status_api_and_sweeps_through_the_runt
             ("AWS_REGION", local::REGION),
             ("AWS_ACCESS_KEY_ID", "testing"),
             ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_ENDPOINT_URL", moto.endpoint()),
+            ("AWS_ENDPOINT_URL", endpoint),
             ("MAILROOM_LEDGER_TABLE", table),
             (
                 "MAILROOM_EXPECTED_CONSUMERS",

@@ -223,3 +223,46 @@ async fn a_message_received_again_in_one_run_is_counted_once_and_released_with_i
     released.sort();
     assert_eq!(released, ["rh-a-second", "rh-b"]);
 }
+
+#[tokio::test]
+async fn a_dead_letter_is_deleted_only_after_its_copy_is_confirmed_sent() {
+    // GIVEN three dead letters, the second of which SQS refuses to accept back
+    let port = FakeDlq::new(vec![vec![
+        letter("a", r#"{"n":1}"#, &[]),
+        letter("b", r#"{"n":2,"refuse":true}"#, &[]),
+        letter("c", r#"{"n":3}"#, &[]),
+    ]])
+    .refusing_bodies_containing("refuse");
+    let mut request = request();
+    request.target = Some("https://sqs.local/orders".parse().expect("url"));
+    let allow = Allowlist::new(["orders-dlq", "orders"]);
+
+    // WHEN the replay runs
+    let report = replay(&port, &allow, &request).await.expect("replay");
+
+    // THEN every delete follows the confirmed send of that message's copy, in the fake's own
+    // log of calls, and the refused message is never deleted: it stays in the DLQ
+    let log = port.log();
+    let position = |wanted: &Call| log.iter().position(|c| c == wanted);
+    let sent = |body: &str| Call::Sent {
+        queue: "https://sqs.local/orders".parse().expect("url"),
+        body: body.to_owned(),
+    };
+    let deleted = |id: &str| Call::Deleted {
+        receipt_handle: format!("rh-{id}"),
+    };
+    for (id, body) in [("a", r#"{"n":1}"#), ("c", r#"{"n":3}"#)] {
+        let send = position(&sent(body)).unwrap_or_else(|| panic!("{id} sent: {log:?}"));
+        let delete = position(&deleted(id)).unwrap_or_else(|| panic!("{id} deleted: {log:?}"));
+        assert!(
+            send < delete,
+            "{id} deleted before its copy was confirmed: {log:?}"
+        );
+    }
+    assert_eq!(position(&deleted("b")), None, "refused, so kept: {log:?}");
+    assert!(
+        log.iter().any(|c| matches!(c, Call::Refused { .. })),
+        "{log:?}"
+    );
+    assert_eq!(report.moved, 2, "{report:?}");
+}
