@@ -143,7 +143,9 @@ impl ProvideCredentials for EnvironmentCredentials {
     where
         Self: 'a,
     {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        // Read on every call: Lambda may rotate the role's credentials in the environment.
+        let env = crate::config::Env::process();
+        let var = |k: &str| env.string(k);
         future::ProvideCredentials::ready(
             match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
                 (Some(key), Some(secret)) => Ok(Credentials::new(
@@ -163,7 +165,8 @@ impl ProvideCredentials for EnvironmentCredentials {
 
 /// The SDK configuration from Lambda's environment, over `client`.
 pub fn from_env_with(client: reqwest::Client) -> SdkConfig {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let env = crate::config::Env::process();
+    let var = |k: &str| env.string(k);
     let region = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION"));
     let mut builder =
         base(client).credentials_provider(SharedCredentialsProvider::new(EnvironmentCredentials));

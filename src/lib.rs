@@ -45,8 +45,8 @@ pub mod testing;
 use std::future::Future;
 
 pub use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-pub use config::{EngineConfig, FifoMode};
-pub use engine::{BatchReport, Cause, Deadline, Engine, Outcome};
+pub use config::{ConfigError, Env};
+pub use engine::{BatchReport, Cause, Deadline, Engine, EngineConfig, FifoMode, Outcome};
 pub use message::Message;
 pub use outcome::{Backoff, Failure};
 pub use sqs::{QueuePort, SqsQueues};
@@ -62,9 +62,10 @@ where
     F: Fn(Message<T>) -> Fut,
     Fut: Future<Output = Result<(), Failure>>,
 {
-    telemetry::init();
+    let env = Env::process();
+    telemetry::init(&env);
     let aws = aws::from_env();
-    let engine = Engine::from_env(&aws)?;
+    let engine = Engine::from_env(&env, &aws)?;
     serve(&engine, handler).await
 }
 

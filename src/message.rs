@@ -39,9 +39,10 @@ impl<T> Message<T> {
         Self { payload, meta }
     }
 
-    /// The SQS message id. It changes when a message is redriven or replayed.
-    pub fn message_id(&self) -> &str {
-        &self.meta.message_id
+    /// The SQS message id, which every record SQS delivers has (`None` only for a record
+    /// built by hand). It changes when a message is redriven or replayed.
+    pub fn message_id(&self) -> Option<&str> {
+        self.meta.message_id.as_deref()
     }
 
     /// The SNS message id, when the body was an SNS envelope.
@@ -184,7 +185,7 @@ pub struct SnsAttribute {
 /// What the engine keeps of a record's delivery, shared with the consumer's [`Message`].
 #[derive(Debug, Default)]
 pub(crate) struct RecordMeta {
-    pub(crate) message_id: String,
+    pub(crate) message_id: Option<String>,
     pub(crate) receive_count: u32,
     pub(crate) group_id: Option<String>,
     pub(crate) sent_at_ms: Option<i64>,
@@ -347,6 +348,9 @@ impl Default for TaskIdSource {
     }
 }
 
+/// The forms `MAILROOM_TASK_ID` takes, for configuration errors.
+pub const TASK_ID_FORMS: &str = "`sns-message-id`, `attribute:<name>` or `body:<json-pointer>`";
+
 impl std::str::FromStr for TaskIdSource {
     type Err = String;
 
@@ -428,7 +432,7 @@ impl Received {
         };
         let mut meta = RecordMeta {
             // An absent id stays empty here; the engine refuses to report such a record by id.
-            message_id: message_id.unwrap_or_default(),
+            message_id,
             receive_count,
             group_id,
             sent_at_ms,

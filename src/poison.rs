@@ -35,7 +35,7 @@ pub(crate) struct PoisonCopy<'a> {
     pub(crate) attributes: &'a HashMap<String, SqsMessageAttribute>,
     pub(crate) reason: &'a str,
     pub(crate) source_arn: &'a str,
-    pub(crate) message_id: &'a str,
+    pub(crate) message_id: Option<&'a str>,
     /// FIFO only: the record's group.
     pub(crate) group_id: Option<&'a str>,
     pub(crate) fifo: bool,
@@ -57,7 +57,10 @@ impl PoisonCopy<'_> {
         if self.fifo {
             msg.group_id = Some(self.group_id.unwrap_or("mailroom-poison").to_owned());
             // Deterministic: a re-sent poison copy of the same delivery is deduplicated by SQS.
-            msg.deduplication_id = Some(format!("poison-{}", self.message_id));
+            // Without a message id there is nothing deterministic to use: no id is set, so a
+            // FIFO DLQ without content-based deduplication refuses the send and the record is
+            // left to redrive rather than risk two copies being taken for one.
+            msg.deduplication_id = self.message_id.map(|id| format!("poison-{id}"));
         }
 
         let mut annotation = Annotation::Full;
@@ -136,7 +139,7 @@ mod tests {
             attributes,
             reason,
             source_arn: "arn:aws:sqs:us-east-1:123456789012:orders",
-            message_id: "m-1",
+            message_id: Some("m-1"),
             group_id: None,
             fifo: false,
             max_bytes: crate::sqs::DEFAULT_MAX_MESSAGE_BYTES,

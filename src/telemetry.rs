@@ -19,16 +19,19 @@ use tracing_subscriber::util::SubscriberInitExt;
 ///
 /// The level comes from `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`, else `INFO`. The format is
 /// JSON unless `AWS_LAMBDA_LOG_FORMAT` is `Text`. Calling it twice is harmless.
-pub fn init() {
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".to_owned())
+pub fn init(env: &crate::config::Env<'_>) {
+    let level = env
+        .string("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|| env.string("RUST_LOG"))
+        .unwrap_or_else(|| "info".to_owned())
         .to_lowercase();
     // `Targets` reads `info` or `mailroom=debug,info` without pulling in a regex engine.
     let filter: Targets = level
         .parse()
         .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO));
-    let text = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("text"));
+    let text = env
+        .string("AWS_LAMBDA_LOG_FORMAT")
+        .is_some_and(|f| f.eq_ignore_ascii_case("text"));
     let fmt = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_writer(std::io::stderr);

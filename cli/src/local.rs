@@ -190,7 +190,7 @@ async fn bring_up(common: &Common, webhook: &str) -> anyhow::Result<Pipeline> {
                 .clone()
                 .unwrap_or_else(|| root.join("target/local-logs")),
         ),
-        endpoint: std::env::var("MAILROOM_ENDPOINT_URL").ok(),
+        endpoint: mailroom_lambda::Env::process().string("MAILROOM_ENDPOINT_URL"),
     };
     Ok(Pipeline::up(&options).await?)
 }

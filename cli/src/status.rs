@@ -53,9 +53,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         dlqs.push(crate::replay::resolve(&sqs, q).await?);
     }
     let thresholds = args.thresholds.clone();
-    let mut config = MonitorConfig::from_lookup(|k| {
-        (k == "MAILROOM_MONITOR_THRESHOLDS").then(|| thresholds.clone())
-    })?;
+    let mut config = MonitorConfig::from_env(&mailroom_lambda::Env::from_pairs(&[(
+        "MAILROOM_MONITOR_THRESHOLDS",
+        &thresholds,
+    )]))?;
     config.dlqs = dlqs;
     config.metrics = MetricsSink::Discard;
     let ledger = Ledger::new(aws_sdk_dynamodb::Client::new(&aws), &args.table);

@@ -14,6 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod config;
+
+pub use config::{EngineConfig, FifoMode};
+
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use futures_util::FutureExt;
 use futures_util::future::join_all;
@@ -23,7 +27,7 @@ use tracing::{Instrument, field};
 
 use crate::backoff::{BackoffPolicy, clamp_visibility};
 use crate::clock::ms;
-use crate::config::{ConfigError, EngineConfig, FifoMode};
+use crate::config::{ConfigError, Env};
 use crate::ledger::{Lease, Ledger};
 use crate::message::{Message, Received, RecordMeta, parse_iso8601_ms};
 use crate::outcome::{Backoff, Failure, FailureKind};
@@ -34,8 +38,14 @@ use crate::sqs::{
 use crate::telemetry::{Emf, Unit};
 
 /// When the invocation must be finished by.
+///
+/// On tokio's clock, so tests run deadlines on paused time instead of waiting for them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Deadline(Option<Instant>);
+pub struct Deadline(Option<tokio::time::Instant>);
+
+/// A deadline further in the past than this at the start of an invocation cannot be real
+/// (cargo-lambda 1.9's emulator sends a duration where the Runtime API defines an epoch time).
+const IMPLAUSIBLY_PAST: Duration = Duration::from_secs(24 * 3600);
 
 impl Deadline {
     /// No deadline (tests, local runs).
@@ -44,31 +54,47 @@ impl Deadline {
     }
 
     /// A deadline at `at`.
-    pub fn at(at: Instant) -> Self {
+    pub fn at(at: tokio::time::Instant) -> Self {
         Self(Some(at))
     }
 
     /// A deadline `d` from now.
     pub fn after(d: Duration) -> Self {
-        Self(Some(Instant::now() + d))
+        Self(Some(tokio::time::Instant::now() + d))
     }
 
     /// The deadline Lambda gives the invocation. A zero deadline (a context built by hand)
-    /// means none.
+    /// means none, and so does one that cannot be real: a deadline long past when the
+    /// invocation starts is logged once and treated as unknown, so leases fall back to
+    /// `MAILROOM_LEASE_SECS` instead of every record failing as "deadline too close".
     pub fn from_context(ctx: &lambda_runtime::Context) -> Self {
-        if ctx.deadline == 0 {
+        Self::from_epoch_ms(ctx.deadline, SystemTime::now())
+    }
+
+    fn from_epoch_ms(deadline_ms: u64, now: SystemTime) -> Self {
+        if deadline_ms == 0 {
             return Self::none();
         }
-        let left = ctx
-            .deadline()
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
-        Self::after(left)
+        let at = UNIX_EPOCH + Duration::from_millis(deadline_ms);
+        match at.duration_since(now) {
+            Ok(left) => Self::after(left),
+            Err(past) if past.duration() > IMPLAUSIBLY_PAST => {
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    tracing::warn!(
+                        deadline_ms,
+                        "the invocation's deadline is long past, so it cannot be real (an emulator sending a duration?); running without one"
+                    );
+                });
+                Self::none()
+            }
+            Err(_) => Self::after(Duration::ZERO),
+        }
     }
 
     fn remaining(self) -> Option<Duration> {
         self.0
-            .map(|at| at.saturating_duration_since(Instant::now()))
+            .map(|at| at.saturating_duration_since(tokio::time::Instant::now()))
     }
 }
 
@@ -155,9 +181,9 @@ pub struct RecordReport {
 }
 
 impl RecordReport {
-    /// The SQS message id (empty if the record had none).
-    pub fn message_id(&self) -> &str {
-        &self.meta.message_id
+    /// The SQS message id (`None` if the record had none).
+    pub fn message_id(&self) -> Option<&str> {
+        self.meta.message_id.as_deref()
     }
 
     /// The task id, when the record had one.
@@ -235,12 +261,12 @@ where
 }
 
 impl Engine<SqsQueues> {
-    /// An engine configured from the environment, over an SQS client built from `aws`.
+    /// An engine configured from `env`, over an SQS client built from `aws`.
     ///
     /// # Errors
     /// When a configuration variable does not parse.
-    pub fn from_env(aws: &aws_types::SdkConfig) -> Result<Self, ConfigError> {
-        let config = EngineConfig::from_env()?;
+    pub fn from_env(env: &Env<'_>, aws: &aws_types::SdkConfig) -> Result<Self, ConfigError> {
+        let config = EngineConfig::from_env(env)?;
         let ledger = config
             .ledger_table
             .as_ref()
@@ -604,7 +630,7 @@ where
         let meta = w.received.meta.clone();
         let span = tracing::info_span!(
             "record",
-            message_id = %meta.message_id,
+            message_id = meta.message_id.as_deref().unwrap_or("-"),
             sns_message_id = field::Empty,
             task_id = field::Empty,
             receive_count = meta.receive_count,
@@ -743,7 +769,7 @@ where
         let result = match self.deadline.0 {
             Some(at) => {
                 let cutoff = at.checked_sub(margin / 2).unwrap_or(at);
-                match tokio::time::timeout_at(cutoff.into(), call).await {
+                match tokio::time::timeout_at(cutoff, call).await {
                     Ok(r) => r,
                     Err(_) => {
                         tracing::warn!("cancelled at the Lambda deadline");
@@ -813,7 +839,7 @@ where
             attributes: &meta.sqs_attributes,
             reason: &reason,
             source_arn: source.as_str(),
-            message_id: &meta.message_id,
+            message_id: meta.message_id.as_deref(),
             group_id: meta.group_id.as_deref(),
             fifo: self.fifo,
             max_bytes: self.engine.config.max_message_bytes,
@@ -869,7 +895,10 @@ fn fail(w: Work, reason: impl Into<String>, cause: Cause, backoff: Backoff) -> D
 }
 
 fn halt(w: Work) -> Done {
-    let span = tracing::info_span!("record", message_id = %w.received.meta.message_id);
+    let span = tracing::info_span!(
+        "record",
+        message_id = w.received.meta.message_id.as_deref().unwrap_or("-")
+    );
     span.in_scope(|| tracing::warn!("not started: an earlier record of its FIFO group failed"));
     fail(
         w,
@@ -901,15 +930,15 @@ fn build_report(done: Vec<Done>) -> Result<BatchReport, EngineError> {
     let mut records = Vec::with_capacity(done.len());
     for d in done {
         if let Outcome::Failed { reason, .. } = &d.report.outcome {
-            if d.report.message_id().is_empty() {
+            let Some(id) = d.report.message_id().filter(|id| !id.is_empty()) else {
                 tracing::error!(index = d.index, %reason, "a failed record has no messageId");
                 return Err(EngineError::UnidentifiedFailure {
                     index: d.index,
                     reason: reason.clone(),
                 });
-            }
-            if listed.insert(d.report.message_id().to_owned()) {
-                response.add_failure(d.report.message_id());
+            };
+            if listed.insert(id.to_owned()) {
+                response.add_failure(id);
             }
         }
         records.push(d.report);

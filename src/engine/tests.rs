@@ -80,7 +80,7 @@ fn outcome_of<'a>(report: &'a BatchReport, id: &str) -> &'a Outcome {
     &report
         .records
         .iter()
-        .find(|r| r.message_id() == id)
+        .find(|r| r.message_id() == Some(id))
         .expect("record reported")
         .outcome
 }
@@ -329,11 +329,11 @@ async fn explicit_delay_is_honoured_and_no_backoff_leaves_visibility_alone() {
             Deadline::none(),
             |m: Message<Order>| async move {
                 match m.message_id() {
-                    "m-0" => Err(Failure::retry_after(
+                    Some("m-0") => Err(Failure::retry_after(
                         "rate limited",
                         Duration::from_secs(30),
                     )),
-                    "m-1" => Err(Failure::retry("flaky").without_backoff()),
+                    Some("m-1") => Err(Failure::retry("flaky").without_backoff()),
                     _ => Err(Failure::retry_after("huge", Duration::from_secs(1_000_000))),
                 }
             },
@@ -510,7 +510,7 @@ async fn fifo_poison_keeps_the_group_moves_on_and_dedups_deterministically() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn records_not_started_before_the_margin_are_reported_failed_not_lost() {
     // GIVEN one second left and a two-second margin
     let b = bed();
@@ -547,7 +547,7 @@ async fn records_not_started_before_the_margin_are_reported_failed_not_lost() {
     )));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_record_still_running_at_the_deadline_is_cancelled_and_reported_failed() {
     // GIVEN 400 ms left, a 200 ms margin, and one record that would run for a minute
     let b = bed_with(FakeQueues::new(), |c| {
@@ -559,7 +559,7 @@ async fn a_record_still_running_at_the_deadline_is_cancelled_and_reported_failed
             raw_batch(2),
             Deadline::after(Duration::from_millis(400)),
             |m: Message<Order>| async move {
-                if m.message_id() == "m-1" {
+                if m.message_id() == Some("m-1") {
                     tokio::time::sleep(Duration::from_secs(60)).await;
                 }
                 Ok(())
@@ -631,7 +631,7 @@ async fn a_successful_record_without_message_id_is_fine_and_ids_are_never_empty_
     let report = b
         .engine
         .process(event, Deadline::none(), |m: Message<Order>| async move {
-            if m.message_id() == "m-2" {
+            if m.message_id() == Some("m-2") {
                 Err(Failure::retry("x"))
             } else {
                 Ok(())
@@ -748,5 +748,34 @@ async fn logs_carry_message_sns_task_ids_receive_count_and_traceparent() {
     assert_eq!(
         span["traceparent"],
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    );
+}
+
+#[test]
+fn a_deadline_long_past_at_the_start_is_unknown_not_due() {
+    // GIVEN cargo-lambda 1.9's `lambda-runtime-deadline-ms: 600000` (a duration, read as 1970),
+    // a deadline two seconds ago, and one a minute ahead
+    let now = SystemTime::now();
+    let epoch_ms = |t: SystemTime| {
+        u64::try_from(
+            t.duration_since(UNIX_EPOCH)
+                .expect("after 1970")
+                .as_millis(),
+        )
+        .expect("fits")
+    };
+
+    // WHEN each is read as the invocation's deadline
+    let bogus = Deadline::from_epoch_ms(600_000, now);
+    let just_past = Deadline::from_epoch_ms(epoch_ms(now - Duration::from_secs(2)), now);
+    let ahead = Deadline::from_epoch_ms(epoch_ms(now + Duration::from_secs(60)), now);
+
+    // THEN the impossible one is no deadline, the recent one is due now, the future one holds
+    assert_eq!(bogus, Deadline::none());
+    assert_eq!(just_past.remaining(), Some(Duration::ZERO));
+    assert!(
+        ahead
+            .remaining()
+            .is_some_and(|left| left > Duration::from_secs(50))
     );
 }

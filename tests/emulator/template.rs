@@ -103,8 +103,10 @@ async fn template_yaml_provisions_the_topology_and_describes_the_functions() {
     assert_eq!(monitor.schedules, vec!["rate(5 minutes)".to_owned()]);
     assert_eq!(monitor.timeout_secs, 60, "its own Timeout");
     let env = monitor.environment.clone();
-    let config =
-        MonitorConfig::from_lookup(|k| env.get(k).cloned()).expect("the monitor's env parses");
+    let config = MonitorConfig::from_env(&mailroom_lambda::Env::from_lookup(move |k| {
+        env.get(k).cloned()
+    }))
+    .expect("the monitor's env parses");
     let mut names: Vec<&str> = config.consumers.iter().map(|(n, _)| n.as_str()).collect();
     names.sort_unstable();
     assert_eq!(names, vec!["example-consumer", "notifier"]);

@@ -7,8 +7,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use mailroom_lambda::config::{ConfigError, Env};
 use mailroom_lambda::ledger::Ledger;
-use mailroom_lambda::message::TaskIdSource;
+use mailroom_lambda::message::{TASK_ID_FORMS, TaskIdSource};
 use mailroom_lambda::sqs::QueueUrl;
 use mailroom_lambda::telemetry::MetricsSink;
 use mailroom_ops::replay::{
@@ -38,7 +39,7 @@ pub struct Config {
 pub enum Error {
     /// The configuration does not parse.
     #[error("configuration: {0}")]
-    Config(String),
+    Config(#[from] ConfigError),
     /// The request is not valid.
     #[error("bad request: {0}")]
     Request(String),
@@ -62,66 +63,47 @@ impl From<Error> for lambda_runtime::Diagnostic {
 }
 
 impl Config {
-    /// Reads the configuration through `get`.
+    /// Reads the configuration.
     ///
     /// # Errors
-    /// When the allowlist is empty or a URL does not parse.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let allowed: Vec<String> = get("MAILROOM_REPLAY_ALLOWLIST")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|q| !q.is_empty())
-            .map(str::to_owned)
-            .collect();
+    /// When the allowlist is empty or a value does not parse.
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let allowed = env.list("MAILROOM_REPLAY_ALLOWLIST");
         if allowed.is_empty() {
-            return Err(Error::Config(
-                "MAILROOM_REPLAY_ALLOWLIST is empty: no queue may be replayed".into(),
+            return Err(ConfigError::missing(
+                "MAILROOM_REPLAY_ALLOWLIST",
+                "the queues replay may touch, comma-separated names or URLs (empty allows none)",
             ));
         }
-        let parking_lot = get("MAILROOM_PARKING_LOT_URL")
-            .filter(|u| !u.is_empty())
-            .map(|u| {
-                u.parse()
-                    .map_err(|e| Error::Config(format!("MAILROOM_PARKING_LOT_URL: {e}")))
-            })
-            .transpose()?;
-        let margin = get("MAILROOM_REPLAY_MARGIN_MS")
-            .map(|v| {
-                v.parse()
-                    .map_err(|e| Error::Config(format!("MAILROOM_REPLAY_MARGIN_MS: {e}")))
-            })
-            .transpose()?
-            .map_or(Duration::from_secs(5), Duration::from_millis);
-        let consumers = get("MAILROOM_REPLAY_CONSUMERS")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
+        let consumers = env
+            .list("MAILROOM_REPLAY_CONSUMERS")
+            .into_iter()
             .map(|pair| {
                 pair.split_once('=')
                     .map(|(q, c)| (q.trim().to_owned(), c.trim().to_owned()))
                     .ok_or_else(|| {
-                        Error::Config(format!(
-                            "MAILROOM_REPLAY_CONSUMERS: `{pair}` is not queue=consumer"
-                        ))
+                        ConfigError::invalid(
+                            "MAILROOM_REPLAY_CONSUMERS",
+                            env.string("MAILROOM_REPLAY_CONSUMERS").unwrap_or_default(),
+                            "comma-separated queue=consumer pairs",
+                            Some(format!("`{pair}` has no `=`")),
+                        )
                     })
             })
             .collect::<Result<HashMap<_, _>, _>>()?;
-        let task_id = get("MAILROOM_TASK_ID")
-            .map(|v| {
-                v.parse()
-                    .map_err(|e| Error::Config(format!("MAILROOM_TASK_ID: {e}")))
-            })
-            .transpose()?
-            .unwrap_or_default();
         Ok(Self {
             consumers,
-            task_id,
+            task_id: env
+                .parsed("MAILROOM_TASK_ID", TASK_ID_FORMS)?
+                .unwrap_or_default(),
             allowlist: Allowlist::new(allowed),
-            parking_lot,
-            margin,
-            namespace: get("MAILROOM_METRICS_NAMESPACE").unwrap_or_else(|| "Mailroom".into()),
+            parking_lot: env.parsed("MAILROOM_PARKING_LOT_URL", "an SQS queue URL")?,
+            margin: env
+                .millis("MAILROOM_REPLAY_MARGIN_MS")?
+                .unwrap_or(Duration::from_secs(5)),
+            namespace: env
+                .string("MAILROOM_METRICS_NAMESPACE")
+                .unwrap_or_else(|| "Mailroom".into()),
         })
     }
 }
@@ -163,37 +145,30 @@ mod tests {
 
     #[test]
     fn an_empty_allowlist_is_refused_at_cold_start() {
-        assert!(matches!(
-            Config::from_lookup(|_| None),
-            Err(Error::Config(_))
-        ));
-        let c = Config::from_lookup(|k| {
-            (k == "MAILROOM_REPLAY_ALLOWLIST").then(|| "orders, orders-dlq".into())
-        })
-        .expect("valid");
+        let from = |pairs: &[(&str, &str)]| Config::from_env(&Env::from_pairs(pairs));
+        let e = from(&[]).expect_err("no allowlist");
+        assert_eq!(e.variable, "MAILROOM_REPLAY_ALLOWLIST");
+        let c = from(&[("MAILROOM_REPLAY_ALLOWLIST", "orders, orders-dlq")]).expect("valid");
         assert!(
             c.allowlist
                 .allows(&"https://sqs.local/orders-dlq".parse().expect("url"))
         );
         assert_eq!(c.margin, Duration::from_secs(5));
         assert!(c.consumers.is_empty());
-        let c = Config::from_lookup(|k| match k {
-            "MAILROOM_REPLAY_ALLOWLIST" => Some("orders-dlq".into()),
-            "MAILROOM_REPLAY_CONSUMERS" => Some("orders-dlq=orders, x-dlq=x".into()),
-            _ => None,
-        })
+        let c = from(&[
+            ("MAILROOM_REPLAY_ALLOWLIST", "orders-dlq"),
+            ("MAILROOM_REPLAY_CONSUMERS", "orders-dlq=orders, x-dlq=x"),
+        ])
         .expect("valid");
         assert_eq!(
             c.consumers.get("orders-dlq").map(String::as_str),
             Some("orders")
         );
-        assert!(
-            Config::from_lookup(|k| match k {
-                "MAILROOM_REPLAY_ALLOWLIST" => Some("orders-dlq".into()),
-                "MAILROOM_REPLAY_CONSUMERS" => Some("orders-dlq".into()),
-                _ => None,
-            })
-            .is_err()
-        );
+        let e = from(&[
+            ("MAILROOM_REPLAY_ALLOWLIST", "orders-dlq"),
+            ("MAILROOM_REPLAY_CONSUMERS", "orders-dlq"),
+        ])
+        .expect_err("not a pair");
+        assert!(e.to_string().contains("queue=consumer"), "{e}");
     }
 }

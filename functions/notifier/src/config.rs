@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use mailroom_lambda::config::{ConfigError, Env};
+
 /// How a delivery's body is shaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -44,87 +46,57 @@ pub struct Config {
     pub allow_private: bool,
 }
 
-/// A setting that does not parse.
-#[derive(Debug, thiserror::Error)]
-#[error("{variable}: {problem}")]
-pub struct ConfigError {
-    /// The variable.
-    pub variable: &'static str,
-    /// What is wrong.
-    pub problem: String,
-}
-
 impl Config {
-    /// Reads the configuration from the environment.
+    /// Reads the configuration.
     ///
     /// # Errors
     /// When a variable does not parse, or no signing secret is configured.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    /// Reads the configuration through `get`.
-    ///
-    /// # Errors
-    /// When a variable does not parse, or no signing secret is configured.
-    pub fn from_lookup(raw: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let err = |variable, problem: String| ConfigError { variable, problem };
-        // An empty variable counts as unset, except where empty has a meaning of its own.
-        let get = |k: &str| raw(k).filter(|v| !v.is_empty());
-        let webhook_url = get("NOTIFIER_WEBHOOK_URL")
-            .map(|u| {
-                u.parse()
-                    .map_err(|e| err("NOTIFIER_WEBHOOK_URL", format!("{e}")))
-            })
-            .transpose()?;
-        let format = match get("NOTIFIER_FORMAT").as_deref() {
-            None | Some("json") => Format::Json,
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let webhook_url = env.parsed("NOTIFIER_WEBHOOK_URL", "an http(s) URL")?;
+        let format = match env.choice("NOTIFIER_FORMAT", &["json", "slack"])? {
             Some("slack") => Format::Slack,
-            Some(other) => {
-                return Err(err(
-                    "NOTIFIER_FORMAT",
-                    format!("`{other}` is not `json` or `slack`"),
-                ));
-            }
+            _ => Format::Json,
         };
-        let callback_field = match raw("NOTIFIER_CALLBACK_FIELD") {
+        // Empty has a meaning of its own here: callbacks off.
+        let callback_field = match env.raw("NOTIFIER_CALLBACK_FIELD") {
             None => Some("/callback_url".to_owned()),
-            Some(f) if f.is_empty() => None,
+            Some(f) if f.trim().is_empty() => None,
             Some(f) if f.starts_with('/') => Some(f),
             Some(f) => {
-                return Err(err(
+                return Err(ConfigError::invalid(
                     "NOTIFIER_CALLBACK_FIELD",
-                    format!("`{f}` is not a JSON pointer (/field)"),
+                    f,
+                    "a JSON pointer (/field), or empty to switch callbacks off",
+                    None,
                 ));
             }
         };
-        let secret = if let Some(p) = get("NOTIFIER_SIGNING_SECRET_PARAMETER") {
+        let secret = if let Some(p) = env.string("NOTIFIER_SIGNING_SECRET_PARAMETER") {
             SecretSource::Parameter(p)
-        } else if let Some(a) = get("NOTIFIER_SIGNING_SECRET_ARN") {
+        } else if let Some(a) = env.string("NOTIFIER_SIGNING_SECRET_ARN") {
             SecretSource::Secret(a)
-        } else if let Some(v) = get("NOTIFIER_SIGNING_SECRET") {
+        } else if let Some(v) = env.string("NOTIFIER_SIGNING_SECRET") {
             SecretSource::Plain(v)
         } else {
-            return Err(err(
+            return Err(ConfigError::missing(
                 "NOTIFIER_SIGNING_SECRET_PARAMETER",
-                "no signing secret: set it, NOTIFIER_SIGNING_SECRET_ARN, or NOTIFIER_SIGNING_SECRET for local runs".into(),
+                "an SSM parameter name; or set NOTIFIER_SIGNING_SECRET_ARN, or NOTIFIER_SIGNING_SECRET for local runs",
             ));
-        };
-        let ms = |variable: &'static str, default: u64| -> Result<Duration, ConfigError> {
-            get(variable).map_or(Ok(Duration::from_millis(default)), |v| {
-                v.parse()
-                    .map(Duration::from_millis)
-                    .map_err(|e| err(variable, format!("{e}")))
-            })
         };
         Ok(Self {
             webhook_url,
             format,
             callback_field,
             secret,
-            timeout: ms("NOTIFIER_TIMEOUT_MS", 5_000)?,
-            connect_timeout: ms("NOTIFIER_CONNECT_TIMEOUT_MS", 2_000)?,
-            allow_private: get("NOTIFIER_ALLOW_PRIVATE_DESTINATIONS").is_some_and(|v| v == "true"),
+            timeout: env
+                .millis("NOTIFIER_TIMEOUT_MS")?
+                .unwrap_or(Duration::from_millis(5_000)),
+            connect_timeout: env
+                .millis("NOTIFIER_CONNECT_TIMEOUT_MS")?
+                .unwrap_or(Duration::from_millis(2_000)),
+            allow_private: env
+                .flag("NOTIFIER_ALLOW_PRIVATE_DESTINATIONS")?
+                .unwrap_or(false),
         })
     }
 }
@@ -132,14 +104,9 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect();
-        Config::from_lookup(|k| map.get(k).cloned())
+        Config::from_env(&Env::from_pairs(pairs))
     }
 
     #[test]

@@ -81,7 +81,7 @@ impl Notifier {
             );
         if let Some(id) = msg
             .task_id()
-            .or(Some(msg.message_id()))
+            .or(msg.message_id())
             .and_then(|i| HeaderValue::from_str(i).ok())
         {
             request = request.header(EVENT_ID_HEADER, id);
@@ -139,7 +139,7 @@ impl Notifier {
     }
 
     fn body(&self, msg: &Message<Value>) -> Vec<u8> {
-        let id = msg.task_id().unwrap_or(msg.message_id());
+        let id = msg.task_id().or(msg.message_id()).unwrap_or_default();
         let kind = msg.string_attribute("kind");
         let doc = match self.config.format {
             Format::Json => json!({
@@ -261,11 +261,10 @@ mod tests {
     #[tokio::test]
     async fn a_callback_url_in_the_event_wins_over_the_default_endpoint() {
         // GIVEN a default endpoint, and the fixture whose events carry callback URLs
-        let mut config = Config::from_lookup(|k| match k {
-            "NOTIFIER_SIGNING_SECRET" => Some("s".into()),
-            "NOTIFIER_WEBHOOK_URL" => Some("https://default.example.com/hook".into()),
-            _ => None,
-        })
+        let mut config = Config::from_env(&mailroom_lambda::Env::from_pairs(&[
+            ("NOTIFIER_SIGNING_SECRET", "s"),
+            ("NOTIFIER_WEBHOOK_URL", "https://default.example.com/hook"),
+        ]))
         .expect("config");
         config.allow_private = false;
         let notifier = Notifier::new(config, b"s".to_vec()).expect("client");

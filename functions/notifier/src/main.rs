@@ -5,11 +5,12 @@ use notifier::{Config, Notifier, secret};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    mailroom_lambda::telemetry::init();
-    let config = Config::from_env()?;
+    let env = mailroom_lambda::Env::process();
+    mailroom_lambda::telemetry::init(&env);
+    let config = Config::from_env(&env)?;
     let aws = mailroom_lambda::aws::from_env();
     let secret = secret::resolve(&config.secret, &aws).await?;
     let notifier = Notifier::new(config, secret)?;
-    let engine = mailroom_lambda::Engine::from_env(&aws)?;
+    let engine = mailroom_lambda::Engine::from_env(&env, &aws)?;
     mailroom_lambda::serve(&engine, |msg| notifier.handle(msg)).await
 }

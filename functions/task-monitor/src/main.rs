@@ -6,10 +6,10 @@ use mailroom_ops::monitor::{Monitor, MonitorConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    mailroom_lambda::telemetry::init();
-    let config = MonitorConfig::from_env()?;
-    let table = std::env::var("MAILROOM_LEDGER_TABLE")
-        .map_err(|_| "MAILROOM_LEDGER_TABLE is not set: the monitor needs the ledger table")?;
+    let env = mailroom_lambda::Env::process();
+    mailroom_lambda::telemetry::init(&env);
+    let config = MonitorConfig::from_env(&env)?;
+    let table = env.required("MAILROOM_LEDGER_TABLE", "the ledger table's name")?;
     let aws = mailroom_lambda::aws::from_env();
     let monitor = Monitor::new(
         config,

@@ -1,4 +1,4 @@
-//! Engine configuration, read once at cold start from the environment.
+//! The engine's configuration, read once at cold start through [`Env`].
 //!
 //! Every variable is optional. A value that does not parse stops the cold start with a message
 //! naming the variable, rather than running with a silent default.
@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use crate::backoff::BackoffPolicy;
-use crate::message::TaskIdSource;
+use crate::config::{ConfigError, Env};
+use crate::message::{TASK_ID_FORMS, TaskIdSource};
 use crate::sqs::{DEFAULT_MAX_MESSAGE_BYTES, QueueUrl};
 use crate::telemetry::MetricsSink;
 
@@ -74,132 +75,57 @@ impl Default for EngineConfig {
     }
 }
 
-/// A configuration variable that does not parse.
-#[derive(Debug, thiserror::Error)]
-#[error("{variable}={value:?}: {problem}")]
-pub struct ConfigError {
-    /// The variable.
-    pub variable: &'static str,
-    /// Its value.
-    pub value: String,
-    /// What is wrong with it.
-    pub problem: String,
-}
-
 impl EngineConfig {
-    /// Reads the configuration from the process environment.
+    /// Reads the configuration.
     ///
     /// # Errors
     /// When a variable is set but does not parse.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    /// Reads the configuration through `get`, so tests need not touch the process environment.
-    ///
-    /// # Errors
-    /// When a variable is set but does not parse.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         let d = Self::default();
-        let parse = |variable: &'static str| -> Result<Option<u64>, ConfigError> {
-            get(variable)
-                .map(|value| {
-                    value.trim().parse::<u64>().map_err(|e| ConfigError {
-                        variable,
-                        problem: format!("expected a whole number: {e}"),
-                        value,
-                    })
-                })
-                .transpose()
-        };
-        let consumer = get("MAILROOM_CONSUMER")
-            .or_else(|| get("AWS_LAMBDA_FUNCTION_NAME"))
-            .unwrap_or(d.consumer);
-        let concurrency = match parse("MAILROOM_CONCURRENCY")? {
-            Some(0) => {
-                return Err(ConfigError {
-                    variable: "MAILROOM_CONCURRENCY",
-                    value: "0".into(),
-                    problem: "must be at least 1".into(),
-                });
-            }
-            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
-            None => d.concurrency,
-        };
-        let fifo_mode = match get("MAILROOM_FIFO_MODE").as_deref() {
-            None | Some("skip-group") => FifoMode::SkipGroup,
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let fifo_mode = match env.choice("MAILROOM_FIFO_MODE", &["skip-group", "stop-batch"])? {
             Some("stop-batch") => FifoMode::StopBatch,
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "MAILROOM_FIFO_MODE",
-                    value: other.into(),
-                    problem: "expected `skip-group` or `stop-batch`".into(),
-                });
-            }
+            _ => FifoMode::SkipGroup,
         };
-        let deadline_margin =
-            parse("MAILROOM_DEADLINE_MARGIN_MS")?.map_or(d.deadline_margin, Duration::from_millis);
-        let backoff = if get("MAILROOM_BACKOFF").is_some_and(|v| v.eq_ignore_ascii_case("off")) {
+        let backoff = if env.choice("MAILROOM_BACKOFF", &["on", "off"])? == Some("off") {
             None
         } else {
-            let base = parse("MAILROOM_BACKOFF_BASE_SECS")?.map_or(2, |v| v);
-            let cap = parse("MAILROOM_BACKOFF_MAX_SECS")?.map_or(900, |v| v);
+            let base = env.seconds("MAILROOM_BACKOFF_BASE_SECS")?;
+            let cap = env.seconds("MAILROOM_BACKOFF_MAX_SECS")?;
             Some(BackoffPolicy::new(
-                Duration::from_secs(base),
-                Duration::from_secs(cap),
+                base.unwrap_or(Duration::from_secs(2)),
+                cap.unwrap_or(Duration::from_secs(900)),
             ))
         };
-        let dlq_url = get("MAILROOM_DLQ_URL")
-            .filter(|v| !v.is_empty())
-            .map(|value| {
-                value.parse().map_err(|problem| ConfigError {
-                    variable: "MAILROOM_DLQ_URL",
-                    value,
-                    problem,
-                })
-            })
-            .transpose()?;
-        let task_id = get("MAILROOM_TASK_ID")
-            .map(|value| {
-                value.parse().map_err(|problem| ConfigError {
-                    variable: "MAILROOM_TASK_ID",
-                    value,
-                    problem,
-                })
-            })
-            .transpose()?
-            .unwrap_or_default();
-        let max_message_bytes = parse("MAILROOM_MAX_MESSAGE_BYTES")?
-            .map_or(d.max_message_bytes, |v| {
-                usize::try_from(v).unwrap_or(usize::MAX)
-            });
-        let namespace = get("MAILROOM_METRICS_NAMESPACE").unwrap_or(d.namespace);
-        let ledger_table = get("MAILROOM_LEDGER_TABLE").filter(|t| !t.trim().is_empty());
-        let lease = match parse("MAILROOM_LEASE_SECS")? {
-            Some(0) => {
-                return Err(ConfigError {
-                    variable: "MAILROOM_LEASE_SECS",
-                    value: "0".into(),
-                    problem: "must be at least 1".into(),
-                });
-            }
-            Some(secs) => Duration::from_secs(secs),
-            None => d.lease,
-        };
         Ok(Self {
-            consumer,
-            concurrency,
+            consumer: env
+                .string("MAILROOM_CONSUMER")
+                .or_else(|| env.string("AWS_LAMBDA_FUNCTION_NAME"))
+                .unwrap_or(d.consumer),
+            concurrency: env
+                .positive("MAILROOM_CONCURRENCY")?
+                .map_or(d.concurrency, size),
             fifo_mode,
-            deadline_margin,
+            deadline_margin: env
+                .millis("MAILROOM_DEADLINE_MARGIN_MS")?
+                .unwrap_or(d.deadline_margin),
             backoff,
-            dlq_url,
-            task_id,
-            max_message_bytes,
-            namespace,
+            dlq_url: env.parsed("MAILROOM_DLQ_URL", "an SQS queue URL")?,
+            task_id: env
+                .parsed("MAILROOM_TASK_ID", TASK_ID_FORMS)?
+                .unwrap_or_default(),
+            max_message_bytes: env
+                .positive("MAILROOM_MAX_MESSAGE_BYTES")?
+                .map_or(d.max_message_bytes, size),
+            namespace: env
+                .string("MAILROOM_METRICS_NAMESPACE")
+                .unwrap_or(d.namespace),
             metrics: MetricsSink::Stdout,
             jitter_seed: None,
-            ledger_table,
-            lease,
+            ledger_table: env.string("MAILROOM_LEDGER_TABLE"),
+            lease: env
+                .positive("MAILROOM_LEASE_SECS")?
+                .map_or(d.lease, Duration::from_secs),
         })
     }
 }
@@ -207,14 +133,9 @@ impl EngineConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn from(pairs: &[(&str, &str)]) -> Result<EngineConfig, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        EngineConfig::from_lookup(|k| map.get(k).cloned())
+        EngineConfig::from_env(&Env::from_pairs(pairs))
     }
 
     #[test]
