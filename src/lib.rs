@@ -27,6 +27,7 @@
 //! bounded concurrency and panic isolation, keeps FIFO order per message group, moves poison to
 //! the DLQ with its reason, sets exponential backoff on retries, and returns a partial batch
 //! response naming exactly the records to retry.
+#![warn(missing_docs)]
 
 pub mod aws;
 pub mod backoff;

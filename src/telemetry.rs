@@ -4,6 +4,7 @@
 //! asynchronously: no CloudWatch API call on the hot path, no extra IAM permission.
 
 use std::io::Write;
+#[cfg(any(test, feature = "test-util"))]
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -58,12 +59,14 @@ pub enum MetricsSink {
     Stdout,
     /// Serialised, then dropped (benchmarks: the work is measured, the write is not).
     Discard,
-    /// Kept in memory, parsed back (tests).
+    /// Kept in memory, parsed back (tests; feature `test-util`).
+    #[cfg(any(test, feature = "test-util"))]
     Capture(Arc<Mutex<Vec<Value>>>),
 }
 
 impl MetricsSink {
-    /// A capturing sink and a handle to read what it captured.
+    /// A capturing sink and a handle to read what it captured (feature `test-util`).
+    #[cfg(any(test, feature = "test-util"))]
     pub fn capture() -> (Self, Arc<Mutex<Vec<Value>>>) {
         let store = Arc::new(Mutex::new(Vec::new()));
         (Self::Capture(store.clone()), store)
@@ -80,6 +83,7 @@ impl MetricsSink {
                 let _ignored = std::io::stdout().lock().write_all(&line);
             }
             Self::Discard => drop(line),
+            #[cfg(any(test, feature = "test-util"))]
             Self::Capture(store) => {
                 if let Ok(v) = serde_json::from_slice(&line) {
                     store.lock().unwrap_or_else(PoisonError::into_inner).push(v);
