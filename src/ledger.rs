@@ -24,8 +24,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_smithy_runtime_api::http::Response as HttpResponse;
 
 use crate::clock::{Clock, SystemClock, ms};
 
@@ -143,33 +144,66 @@ pub enum Lease {
     },
 }
 
-/// A ledger call failed.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("DynamoDB {operation}: {message}")]
-pub struct LedgerError {
-    /// The API operation.
-    pub operation: &'static str,
-    /// What went wrong.
-    pub message: String,
+/// A ledger call failed: retryable, permanent, or an item the ledger cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    /// Throttled, timed out, unreachable, or a server error: the same call may succeed later.
+    #[error("DynamoDB {operation} failed (retryable): {message}")]
+    Retryable {
+        /// The API operation.
+        operation: &'static str,
+        /// What went wrong, with the SDK's whole context.
+        message: String,
+    },
+    /// Refused: validation, access, a missing table. Only a change of configuration fixes it.
+    #[error("DynamoDB {operation} failed: {message}")]
+    Permanent {
+        /// The API operation.
+        operation: &'static str,
+        /// What went wrong, with the SDK's whole context.
+        message: String,
+    },
+    /// An item that is not what the ledger writes.
+    #[error("DynamoDB {operation}: unreadable ledger item: {message}")]
+    Corrupt {
+        /// The API operation.
+        operation: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 impl LedgerError {
     fn sdk<E, R>(operation: &'static str, e: &SdkError<E, R>) -> Self
     where
-        E: std::error::Error + 'static,
-        R: fmt::Debug,
+        E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: crate::error::HttpStatus + fmt::Debug,
     {
-        Self {
-            operation,
-            message: DisplayErrorContext(e).to_string(),
+        let message = crate::error::describe(e);
+        match crate::error::classify(e) {
+            crate::error::Retry::Retryable => Self::Retryable { operation, message },
+            crate::error::Retry::Permanent => Self::Permanent { operation, message },
         }
     }
 
     fn corrupt(operation: &'static str, what: impl Into<String>) -> Self {
-        Self {
+        Self::Corrupt {
             operation,
             message: what.into(),
         }
+    }
+
+    /// A failure that trying again may fix (for fakes and adapters outside this crate).
+    pub fn retryable(operation: &'static str, message: impl Into<String>) -> Self {
+        Self::Retryable {
+            operation,
+            message: message.into(),
+        }
+    }
+
+    /// Whether the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Retryable { .. })
     }
 }
 
@@ -199,16 +233,19 @@ fn shard(task_id: &str) -> String {
     format!("open#{}", h % OPEN_SHARDS)
 }
 
-fn is_conditional_failure<R>(
-    e: &SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, R>,
+fn is_conditional_failure(
+    e: &SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, HttpResponse>,
 ) -> bool {
     e.as_service_error()
         .is_some_and(aws_sdk_dynamodb::operation::update_item::UpdateItemError::is_conditional_check_failed_exception)
 }
 
 /// Whether a conditional update wrote: `false` when its condition did not hold.
-fn written<O, R: fmt::Debug>(
-    result: Result<O, SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, R>>,
+fn written<O>(
+    result: Result<
+        O,
+        SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, HttpResponse>,
+    >,
 ) -> Result<bool, LedgerError> {
     match result {
         Ok(_) => Ok(true),
@@ -725,6 +762,9 @@ mod tests {
         item.insert("sk".into(), s("c"));
         item.insert("state".into(), s("WHATEVER"));
         let e = entry("Query", &item).expect_err("unknown state");
-        assert!(e.message.contains("unknown state"), "{e}");
+        assert!(
+            matches!(&e, LedgerError::Corrupt { message, .. } if message.contains("unknown state")),
+            "{e}"
+        );
     }
 }

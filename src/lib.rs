@@ -34,6 +34,7 @@ pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod error;
 pub mod ledger;
 pub mod message;
 pub mod outcome;

@@ -438,7 +438,7 @@ impl<Q: QueuePort> Engine<Q> {
             .get_or_try_init(|| async {
                 let url = self.source_url(source).await?;
                 let target = self.queues.dead_letter_target(&url).await?.ok_or_else(|| {
-                    SqsError::new(
+                    SqsError::permanent(
                         "GetQueueAttributes",
                         format!("{source} has no RedrivePolicy and MAILROOM_DLQ_URL is not set"),
                     )
@@ -723,7 +723,7 @@ where
                 );
             }
             Err(e) => {
-                tracing::error!(error = %e, "ledger unavailable; not running the record unguarded");
+                tracing::error!(error = %e, retryable = e.is_retryable(), "ledger unavailable; not running the record unguarded");
                 return fail(w, format!("ledger: {e}"), Cause::Ledger, Backoff::Policy);
             }
         }

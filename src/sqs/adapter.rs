@@ -1,6 +1,5 @@
 //! [`SqsQueues`]: the SDK adapter behind [`QueuePort`].
 
-use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::primitives::Blob;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, QueueAttributeName,
@@ -29,10 +28,6 @@ impl SqsQueues {
     }
 }
 
-fn sdk_error<E: std::error::Error>(operation: &'static str, err: E) -> SqsError {
-    SqsError::new(operation, DisplayErrorContext(err))
-}
-
 /// Converts an outgoing attribute into the SDK's type.
 ///
 /// # Errors
@@ -43,7 +38,7 @@ pub fn to_sdk_attribute(a: &OutgoingAttribute) -> Result<MessageAttributeValue, 
         OutgoingValue::Text(s) => b.string_value(s),
         OutgoingValue::Binary(v) => b.binary_value(Blob::new(v.clone())),
     };
-    b.build().map_err(|e| sdk_error("SendMessage", e))
+    b.build().map_err(|e| SqsError::permanent("SendMessage", e))
 }
 
 impl QueuePort for SqsQueues {
@@ -55,11 +50,11 @@ impl QueuePort for SqsQueues {
             .queue_owner_aws_account_id(arn.account())
             .send()
             .await
-            .map_err(|e| sdk_error("GetQueueUrl", e))?;
+            .map_err(|e| SqsError::from_sdk("GetQueueUrl", &e))?;
         out.queue_url()
-            .ok_or_else(|| SqsError::new("GetQueueUrl", "no QueueUrl in the response"))?
+            .ok_or_else(|| SqsError::permanent("GetQueueUrl", "no QueueUrl in the response"))?
             .parse()
-            .map_err(|e| SqsError::new("GetQueueUrl", e))
+            .map_err(|e| SqsError::permanent("GetQueueUrl", e))
     }
 
     async fn dead_letter_target(&self, queue: &QueueUrl) -> Result<Option<QueueArn>, SqsError> {
@@ -70,7 +65,7 @@ impl QueuePort for SqsQueues {
             .attribute_names(QueueAttributeName::RedrivePolicy)
             .send()
             .await
-            .map_err(|e| sdk_error("GetQueueAttributes", e))?;
+            .map_err(|e| SqsError::from_sdk("GetQueueAttributes", &e))?;
         let Some(policy) = out
             .attributes()
             .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
@@ -92,11 +87,17 @@ impl QueuePort for SqsQueues {
         for (name, a) in &message.attributes {
             req = req.message_attributes(name, to_sdk_attribute(a)?);
         }
-        let out = req.send().await.map_err(|e| sdk_error("SendMessage", e))?;
+        let out = req
+            .send()
+            .await
+            .map_err(|e| SqsError::from_sdk("SendMessage", &e))?;
         // A send is confirmed only by the message id SQS assigns.
         match out.message_id() {
             Some(_) => Ok(()),
-            None => Err(SqsError::new("SendMessage", "no MessageId in the response")),
+            None => Err(SqsError::permanent(
+                "SendMessage",
+                "no MessageId in the response",
+            )),
         }
     }
 
@@ -115,13 +116,13 @@ impl QueuePort for SqsQueues {
                 .receipt_handle(e.receipt_handle)
                 .visibility_timeout(i32::try_from(e.timeout_secs).unwrap_or(i32::MAX))
                 .build()
-                .map_err(|err| sdk_error("ChangeMessageVisibilityBatch", err))?;
+                .map_err(|err| SqsError::permanent("ChangeMessageVisibilityBatch", err))?;
             req = req.entries(entry);
         }
         let out = req
             .send()
             .await
-            .map_err(|e| sdk_error("ChangeMessageVisibilityBatch", e))?;
+            .map_err(|e| SqsError::from_sdk("ChangeMessageVisibilityBatch", &e))?;
         Ok(entry_failures(out.failed()))
     }
 }

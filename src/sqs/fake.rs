@@ -108,12 +108,12 @@ impl QueuePort for FakeQueues {
         format!("arn:aws:sqs:us-east-1:123456789012:{dlq}")
             .parse()
             .map(Some)
-            .map_err(|e| SqsError::new("GetQueueAttributes", e))
+            .map_err(|e| SqsError::permanent("GetQueueAttributes", e))
     }
 
     async fn send(&self, queue: &QueueUrl, message: OutgoingMessage) -> Result<(), SqsError> {
         if self.fail_sends {
-            return Err(SqsError::new("SendMessage", "injected fault"));
+            return Err(SqsError::retryable("SendMessage", "injected fault"));
         }
         if !self.discard {
             self.state().sent.push(SentMessage {
@@ -130,7 +130,7 @@ impl QueuePort for FakeQueues {
         entries: Vec<VisibilityChange>,
     ) -> Result<Vec<EntryFailure>, SqsError> {
         if self.fail_visibility {
-            return Err(SqsError::new(
+            return Err(SqsError::retryable(
                 "ChangeMessageVisibilityBatch",
                 "injected fault",
             ));

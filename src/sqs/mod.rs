@@ -8,6 +8,11 @@ use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
 
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::error::{HttpStatus, Retry, classify, describe};
+
 mod adapter;
 #[cfg(any(test, feature = "test-util"))]
 mod fake;
@@ -197,22 +202,66 @@ pub struct EntryFailure {
     pub reason: String,
 }
 
-/// A failed SQS call.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("SQS {operation} failed: {message}")]
-pub struct SqsError {
-    /// The API operation.
-    pub operation: &'static str,
-    /// The SDK's error with its whole context.
-    pub message: String,
+/// A failed SQS call, retryable or permanent (see [`crate::error`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SqsError {
+    /// Throttled, timed out, unreachable, or a server error: the same call may succeed later.
+    #[error("SQS {operation} failed (retryable): {message}")]
+    Retryable {
+        /// The API operation.
+        operation: &'static str,
+        /// What went wrong, with the SDK's whole context.
+        message: String,
+    },
+    /// Refused (validation, access, a missing queue), or an answer that cannot be used.
+    #[error("SQS {operation} failed: {message}")]
+    Permanent {
+        /// The API operation.
+        operation: &'static str,
+        /// What went wrong, with the SDK's whole context.
+        message: String,
+    },
 }
 
 impl SqsError {
-    /// An error for `operation` with `message`.
-    pub fn new(operation: &'static str, message: impl fmt::Display) -> Self {
-        Self {
+    /// A failure of `operation` that trying again may fix.
+    pub fn retryable(operation: &'static str, message: impl fmt::Display) -> Self {
+        Self::Retryable {
             operation,
             message: message.to_string(),
+        }
+    }
+
+    /// A failure of `operation` that trying again will not fix.
+    pub fn permanent(operation: &'static str, message: impl fmt::Display) -> Self {
+        Self::Permanent {
+            operation,
+            message: message.to_string(),
+        }
+    }
+
+    /// An SDK error of `operation`, classified by [`crate::error::classify`].
+    pub fn from_sdk<E, R>(operation: &'static str, err: &SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: HttpStatus + fmt::Debug,
+    {
+        let message = describe(err);
+        match classify(err) {
+            Retry::Retryable => Self::Retryable { operation, message },
+            Retry::Permanent => Self::Permanent { operation, message },
+        }
+    }
+
+    /// Whether the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Retryable { .. })
+    }
+
+    /// The API operation that failed.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Self::Retryable { operation, .. } | Self::Permanent { operation, .. } => operation,
         }
     }
 }
@@ -268,10 +317,10 @@ pub fn parse_redrive_target(policy: &str) -> Result<QueueArn, SqsError> {
         dead_letter_target_arn: String,
     }
     let r: Redrive = serde_json::from_str(policy)
-        .map_err(|e| SqsError::new("GetQueueAttributes", format!("RedrivePolicy: {e}")))?;
+        .map_err(|e| SqsError::permanent("GetQueueAttributes", format!("RedrivePolicy: {e}")))?;
     r.dead_letter_target_arn
         .parse()
-        .map_err(|e| SqsError::new("GetQueueAttributes", e))
+        .map_err(|e| SqsError::permanent("GetQueueAttributes", e))
 }
 
 #[cfg(test)]

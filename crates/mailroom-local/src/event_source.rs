@@ -137,9 +137,7 @@ impl EventSource {
             .message_attribute_names("All")
             .send()
             .await
-            .map_err(|e| {
-                SqsError::new("ReceiveMessage", aws_sdk_sqs::error::DisplayErrorContext(e))
-            })?;
+            .map_err(|e| SqsError::from_sdk("ReceiveMessage", &e))?;
         let mut event = SqsEvent::default();
         event.records = out
             .messages()
@@ -193,17 +191,14 @@ impl EventSource {
                     .id(i.to_string())
                     .receipt_handle(*handle)
                     .build()
-                    .map_err(|e| SqsError::new("DeleteMessageBatch", e))?;
+                    .map_err(|e| SqsError::permanent("DeleteMessageBatch", e))?;
                 req = req.entries(entry);
             }
             let out = req.send().await.map_err(|e| {
-                SqsError::new(
-                    "DeleteMessageBatch",
-                    aws_sdk_sqs::error::DisplayErrorContext(e),
-                )
+                SqsError::permanent("DeleteMessageBatch", mailroom_lambda::error::describe(&e))
             })?;
             if let Some(f) = out.failed().first() {
-                return Err(SqsError::new(
+                return Err(SqsError::permanent(
                     "DeleteMessageBatch",
                     format!("entry {} refused: {}", f.id(), f.code()),
                 ));

@@ -1,8 +1,8 @@
 //! Creating what template.yaml declares, for local runs and tests: queues and the ledger
 //! table. Production creates them with CloudFormation; nothing here ships in a function.
 
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_sqs::types::QueueAttributeName;
+use mailroom_lambda::error::describe;
 use mailroom_lambda::sqs::{QueueArn, QueueUrl};
 
 /// A resource the emulator would not create.
@@ -41,7 +41,7 @@ pub async fn create_queue(
     let out = req
         .send()
         .await
-        .map_err(|e| ProvisionError::new("CreateQueue", DisplayErrorContext(e)))?;
+        .map_err(|e| ProvisionError::new("CreateQueue", describe(&e)))?;
     let url: QueueUrl = out
         .queue_url()
         .ok_or_else(|| ProvisionError::new("CreateQueue", "no QueueUrl"))?
@@ -53,7 +53,7 @@ pub async fn create_queue(
         .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await
-        .map_err(|e| ProvisionError::new("GetQueueAttributes", DisplayErrorContext(e)))?
+        .map_err(|e| ProvisionError::new("GetQueueAttributes", describe(&e)))?
         .attributes
         .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
         .ok_or_else(|| ProvisionError::new("GetQueueAttributes", "no QueueArn"))?
@@ -121,7 +121,7 @@ pub async fn create_table(
         {
             return Ok(());
         }
-        Err(e) => return Err(ProvisionError::new("CreateTable", DisplayErrorContext(e))),
+        Err(e) => return Err(ProvisionError::new("CreateTable", describe(&e))),
     }
     client
         .update_time_to_live()
@@ -136,5 +136,5 @@ pub async fn create_table(
         .send()
         .await
         .map(drop)
-        .map_err(|e| ProvisionError::new("UpdateTimeToLive", DisplayErrorContext(e)))
+        .map_err(|e| ProvisionError::new("UpdateTimeToLive", describe(&e)))
 }

@@ -328,7 +328,7 @@ impl Provisioner<'_> {
                     .map_err(|e| {
                         err(format!(
                             "CreateTopic {name}: {}",
-                            aws_sdk_sns::error::DisplayErrorContext(e)
+                            mailroom_lambda::error::describe(&e)
                         ))
                     })?
                     .topic_arn
@@ -415,7 +415,7 @@ impl Provisioner<'_> {
                 req.send().await.map_err(|e| {
                     err(format!(
                         "Subscribe {id}: {}",
-                        aws_sdk_sns::error::DisplayErrorContext(e)
+                        mailroom_lambda::error::describe(&e)
                     ))
                 })?;
                 self.out.subscriptions.push(id.to_owned());

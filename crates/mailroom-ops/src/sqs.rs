@@ -1,6 +1,5 @@
 //! SQS reads that operations need beyond the consumer's port.
 
-use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::QueueAttributeName;
 use mailroom_lambda::sqs::{QueueUrl, SqsError};
 
@@ -19,7 +18,7 @@ pub async fn queue_depth(
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
         .send()
         .await
-        .map_err(|e| SqsError::new("GetQueueAttributes", DisplayErrorContext(e)))?
+        .map_err(|e| SqsError::from_sdk("GetQueueAttributes", &e))?
         .attributes
         .unwrap_or_default();
     let count = |k: &QueueAttributeName| attrs.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);

@@ -1,7 +1,5 @@
 //! Resolving the signing secret once, at cold start.
 
-use aws_sdk_ssm::error::DisplayErrorContext;
-
 use crate::config::SecretSource;
 
 /// The secret could not be read.
@@ -40,7 +38,7 @@ pub async fn resolve(
         .with_decryption(true)
         .send()
         .await
-        .map_err(|e| fail(&parameter, DisplayErrorContext(e).to_string()))?
+        .map_err(|e| fail(&parameter, mailroom_lambda::error::describe(&e)))?
         .parameter
         .and_then(|p| p.value);
     non_empty(value).ok_or_else(|| fail(&parameter, "the value is empty".into()))

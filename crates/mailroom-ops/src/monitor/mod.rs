@@ -24,6 +24,7 @@ pub mod status;
 mod sweep;
 
 use mailroom_lambda::ledger::{Ledger, LedgerError};
+use mailroom_lambda::sqs::SqsError;
 
 pub use config::MonitorConfig;
 #[cfg(any(test, feature = "test-util"))]
@@ -42,16 +43,25 @@ pub enum MonitorError {
     /// The ledger did not answer.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
-    /// SQS did not answer.
-    #[error("SQS {operation} on {queue}: {message}")]
+    /// SQS did not answer about a DLQ.
+    #[error("DLQ {queue}: {source}")]
     Sqs {
-        /// The API operation.
-        operation: &'static str,
         /// The queue.
         queue: String,
-        /// What went wrong.
-        message: String,
+        /// The SQS failure.
+        #[source]
+        source: SqsError,
     },
+}
+
+impl MonitorError {
+    /// Whether the next sweep may succeed where this one failed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Ledger(e) => e.is_retryable(),
+            Self::Sqs { source, .. } => source.is_retryable(),
+        }
+    }
 }
 
 /// The task monitor, over its three ports: the ledger, the DLQs, and where alerts go.

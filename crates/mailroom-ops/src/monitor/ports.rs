@@ -5,10 +5,9 @@
 use std::collections::HashMap;
 use std::future::Future;
 
-use aws_sdk_sqs::error::DisplayErrorContext;
 use mailroom_lambda::ledger::{Entry, Ledger, LedgerError};
 use mailroom_lambda::poison::REASON_ATTRIBUTE;
-use mailroom_lambda::sqs::QueueUrl;
+use mailroom_lambda::sqs::{QueueUrl, SqsError};
 
 use super::alert::Notice;
 use super::{DeadLetterSample, MonitorError};
@@ -128,10 +127,9 @@ impl DlqReader for SqsDlqs {
         let (visible, in_flight) =
             crate::sqs::queue_depth(&self.client, queue)
                 .await
-                .map_err(|e| MonitorError::Sqs {
-                    operation: "GetQueueAttributes",
+                .map_err(|source| MonitorError::Sqs {
                     queue: queue.to_string(),
-                    message: e.to_string(),
+                    source,
                 })?;
         Ok(visible + in_flight)
     }
@@ -153,9 +151,8 @@ impl DlqReader for SqsDlqs {
             .send()
             .await
             .map_err(|e| MonitorError::Sqs {
-                operation: "ReceiveMessage",
                 queue: queue.to_string(),
-                message: DisplayErrorContext(e).to_string(),
+                source: SqsError::from_sdk("ReceiveMessage", &e),
             })?;
         Ok(out
             .messages()
@@ -235,6 +232,6 @@ impl AlertSink for SnsAlerts {
             .send()
             .await
             .map(|_| tracing::warn!(alert = %key, %subject, "alert sent"))
-            .map_err(|e| aws_sdk_sns::error::DisplayErrorContext(e).to_string())
+            .map_err(|e| mailroom_lambda::error::describe(&e))
     }
 }

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
@@ -12,10 +11,6 @@ use mailroom_lambda::sqs::{
     EntryFailure, OutgoingAttribute, OutgoingMessage, OutgoingValue, QueueUrl, SqsError, SqsQueues,
     entry_failures, to_sdk_attribute,
 };
-
-fn failed(op: &'static str, e: impl std::error::Error) -> SqsError {
-    SqsError::new(op, DisplayErrorContext(e))
-}
 
 impl ReplayPort for SqsQueues {
     async fn receive(
@@ -39,7 +34,7 @@ impl ReplayPort for SqsQueues {
             .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
             .send()
             .await
-            .map_err(|e| failed("ReceiveMessage", e))?;
+            .map_err(|e| SqsError::from_sdk("ReceiveMessage", &e))?;
         Ok(out
             .messages()
             .iter()
@@ -98,12 +93,15 @@ impl ReplayPort for SqsQueues {
             for (name, a) in &m.attributes {
                 e = e.message_attributes(name, to_sdk_attribute(a)?);
             }
-            req = req.entries(e.build().map_err(|e| failed("SendMessageBatch", e))?);
+            req = req.entries(
+                e.build()
+                    .map_err(|e| SqsError::permanent("SendMessageBatch", e))?,
+            );
         }
         let out = req
             .send()
             .await
-            .map_err(|e| failed("SendMessageBatch", e))?;
+            .map_err(|e| SqsError::from_sdk("SendMessageBatch", &e))?;
         Ok(entry_failures(out.failed()))
     }
 
@@ -122,13 +120,13 @@ impl ReplayPort for SqsQueues {
                     .id(id)
                     .receipt_handle(handle)
                     .build()
-                    .map_err(|e| failed("DeleteMessageBatch", e))?,
+                    .map_err(|e| SqsError::permanent("DeleteMessageBatch", e))?,
             );
         }
         let out = req
             .send()
             .await
-            .map_err(|e| failed("DeleteMessageBatch", e))?;
+            .map_err(|e| SqsError::from_sdk("DeleteMessageBatch", &e))?;
         Ok(entry_failures(out.failed()))
     }
 
@@ -139,12 +137,12 @@ impl ReplayPort for SqsQueues {
             .queue_url(dlq.as_str())
             .send()
             .await
-            .map_err(|e| failed("ListDeadLetterSourceQueues", e))?;
+            .map_err(|e| SqsError::from_sdk("ListDeadLetterSourceQueues", &e))?;
         out.queue_urls()
             .iter()
             .map(|u| {
                 u.parse()
-                    .map_err(|e| SqsError::new("ListDeadLetterSourceQueues", e))
+                    .map_err(|e| SqsError::permanent("ListDeadLetterSourceQueues", e))
             })
             .collect()
     }

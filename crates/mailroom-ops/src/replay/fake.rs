@@ -255,7 +255,7 @@ mod instrumented {
             self.tick();
             let n = self.receives.fetch_add(1, Ordering::SeqCst) + 1;
             if self.fail_receive == Some(n) {
-                return Err(SqsError::new("ReceiveMessage", "injected fault"));
+                return Err(SqsError::retryable("ReceiveMessage", "injected fault"));
             }
             self.inner.receive(queue, visibility_secs).await
         }
@@ -268,7 +268,7 @@ mod instrumented {
             self.tick();
             let n = self.send_batches.fetch_add(1, Ordering::SeqCst) + 1;
             if self.fail_send_batch == Some(n) {
-                return Err(SqsError::new("SendMessageBatch", "injected fault"));
+                return Err(SqsError::retryable("SendMessageBatch", "injected fault"));
             }
             self.inner.send_batch(queue, entries).await
         }
