@@ -48,9 +48,9 @@ use std::future::Future;
 
 pub use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 pub use config::{ConfigError, Env};
-pub use engine::{BatchReport, Cause, Deadline, Engine, EngineConfig, FifoMode, Outcome};
+pub use engine::{BatchReport, Deadline, Engine, EngineConfig, FifoMode};
 pub use message::Message;
-pub use outcome::{Backoff, Failure};
+pub use outcome::{Backoff, Cause, Failure, Outcome};
 pub use sqs::{QueuePort, SqsQueues};
 
 /// Runs a consumer as a Lambda function: tracing, configuration from the environment, one SQS

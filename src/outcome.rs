@@ -1,4 +1,5 @@
-//! What a consumer returns for one record: success, or a [`Failure`] that says how to retry.
+//! What a consumer returns for one record (success, or a [`Failure`] that says how to retry),
+//! and what the engine made of it ([`Outcome`], with its [`Cause`] when it failed).
 
 use std::fmt;
 use std::time::Duration;
@@ -99,6 +100,53 @@ impl<E: std::error::Error> From<E> for Failure {
         }
         Self::retry(reason)
     }
+}
+
+/// What happened to one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Processed; Lambda deletes it.
+    Succeeded,
+    /// Skipped: the ledger says this task already succeeded at this consumer. Counts as a
+    /// success; Lambda deletes it.
+    Duplicate,
+    /// Moved to the DLQ by the engine; reported done so it is not retried pointlessly.
+    Poisoned {
+        /// Why.
+        reason: String,
+        /// Whether the reason and source fit on the DLQ copy.
+        annotation: crate::poison::Annotation,
+    },
+    /// Reported failed; SQS delivers it again.
+    Failed {
+        /// Why.
+        reason: String,
+        /// What made it fail.
+        cause: Cause,
+        /// When it should be visible again, if the engine changed that.
+        visibility_secs: Option<u32>,
+    },
+}
+
+/// What made a record fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The consumer asked for a retry.
+    Retry,
+    /// The consumer panicked.
+    Panic,
+    /// Not started: too little time was left before the Lambda deadline.
+    Deadline,
+    /// Cancelled at the deadline while running.
+    Timeout,
+    /// FIFO: an earlier record of its group (or, when stopping the batch, of the batch) failed.
+    Halted,
+    /// Poison, but the DLQ send failed or no DLQ is known; left to the queue's redrive.
+    DeadLetterFailed,
+    /// Idempotency: another live invocation holds the task's lease; retried when it runs out.
+    LeaseHeld,
+    /// Idempotency: the ledger could not be reached, so the record was not run unguarded.
+    Ledger,
 }
 
 #[cfg(test)]

@@ -7,7 +7,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use std::collections::HashSet;
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use super::*;
+use crate::outcome::{Cause, Outcome};
 use crate::poison::{REASON_ATTRIBUTE, SOURCE_ATTRIBUTE};
 use crate::sqs::{FakeQueues, OutgoingValue};
 use crate::telemetry::MetricsSink;

@@ -1,0 +1,89 @@
+//! Idempotency: the task's lease in the ledger around each record.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::Work;
+use super::run::{Done, RunCtx, done, fail};
+use crate::clock::ms;
+use crate::ledger::{Lease, Ledger};
+use crate::message::Message;
+use crate::outcome::{Backoff, Cause, Failure, Outcome};
+use crate::sqs::QueuePort;
+
+impl<Q, F> RunCtx<'_, Q, F>
+where
+    Q: QueuePort,
+{
+    /// Takes the task's lease, runs the record, and records the outcome in the ledger.
+    pub(crate) async fn run_leased<T, Fut>(&self, ledger: &Ledger, task: String, w: Work) -> Done
+    where
+        T: DeserializeOwned,
+        F: Fn(Message<T>) -> Fut,
+        Fut: Future<Output = Result<(), Failure>>,
+    {
+        let consumer = self.engine.config.consumer.as_str();
+        let owner = self.engine.lease_owner();
+        let now = ledger.clock().now_ms();
+        // The lease runs out with the invocation: a run that times out or dies never leaves
+        // the task stuck IN_PROGRESS beyond its deadline.
+        let until = now
+            + ms(self
+                .deadline
+                .remaining()
+                .unwrap_or(self.engine.config.lease));
+        let published = w.received.meta.first_seen_ms();
+        match ledger
+            .acquire(&task, consumer, &owner, until, published)
+            .await
+        {
+            Ok(Lease::Acquired { attempt }) => {
+                tracing::debug!(attempt, "lease taken");
+            }
+            Ok(Lease::AlreadySucceeded) => {
+                tracing::info!("duplicate: the task already succeeded here; skipped");
+                return done(w, Outcome::Duplicate, Backoff::QueueDefault);
+            }
+            Ok(Lease::Held { until_ms }) => {
+                let wait =
+                    Duration::from_millis(until_ms.saturating_sub(now)).max(Duration::from_secs(1));
+                tracing::warn!(
+                    lease_until_ms = until_ms,
+                    "another invocation holds the task's lease; retrying later"
+                );
+                return fail(
+                    w,
+                    format!("ledger: lease held by another invocation until {until_ms}"),
+                    Cause::LeaseHeld,
+                    Backoff::After(wait),
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, retryable = e.is_retryable(), "ledger unavailable; not running the record unguarded");
+                return fail(w, format!("ledger: {e}"), Cause::Ledger, Backoff::Policy);
+            }
+        }
+        let d = self.attempt(w).await;
+        let written = match &d.report.outcome {
+            Outcome::Succeeded => ledger.succeed(&task, consumer).await,
+            Outcome::Poisoned { reason, .. } => ledger
+                .dead_letter(&task, consumer, reason, Some(&owner))
+                .await
+                .map(drop),
+            Outcome::Failed { reason, .. } => {
+                ledger.fail(&task, consumer, &owner, reason).await.map(drop)
+            }
+            Outcome::Duplicate => Ok(()),
+        };
+        if let Err(e) = written {
+            // The message's fate stands (deleting a success is right even so); the pair stays
+            // IN_PROGRESS until its lease runs out, where the monitor's sweep sees it.
+            tracing::error!(error = %e, outcome = ?d.report.outcome, "ledger: could not record the outcome");
+            self.ledger_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        d
+    }
+}

@@ -1,0 +1,115 @@
+//! One EMF line per invocation, and the ages of the batch's oldest message.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::run::Done;
+use super::{BatchReport, Engine};
+use crate::message::parse_iso8601_ms;
+use crate::outcome::{Cause, Outcome};
+use crate::sqs::QueuePort;
+use crate::telemetry::{Emf, Unit};
+
+impl<Q: QueuePort> Engine<Q> {
+    pub(crate) fn emit_metrics(
+        &self,
+        report: &BatchReport,
+        took: Duration,
+        ages: &Ages,
+        cold_start: bool,
+        ledger_errors: u32,
+    ) {
+        let mut counts = [0u32; 5];
+        for r in &report.records {
+            let slot = match &r.outcome {
+                Outcome::Succeeded => 0,
+                Outcome::Failed {
+                    cause: Cause::Retry,
+                    ..
+                } => 1,
+                Outcome::Poisoned { .. } => 2,
+                Outcome::Failed { .. } => 3,
+                Outcome::Duplicate => 4,
+            };
+            counts[slot] += 1;
+        }
+        let [succeeded, retried, poisoned, failed, duplicates] = counts;
+        tracing::info!(
+            records = report.records.len(),
+            succeeded,
+            duplicates,
+            retried,
+            poisoned,
+            failed,
+            reported_failed = report.response.batch_item_failures.len(),
+            duration_ms = took.as_millis(),
+            cold_start,
+            "batch done"
+        );
+        let dimensions = [("Consumer", self.config.consumer.as_str())];
+        let mut emf = Emf::new(&self.config.namespace, &dimensions)
+            .metric(
+                "Records",
+                Unit::Count,
+                f64::from(succeeded + retried + poisoned + failed + duplicates),
+            )
+            .metric("Succeeded", Unit::Count, f64::from(succeeded))
+            .metric("Duplicates", Unit::Count, f64::from(duplicates))
+            .metric("Retried", Unit::Count, f64::from(retried))
+            .metric("Poisoned", Unit::Count, f64::from(poisoned))
+            .metric("Failed", Unit::Count, f64::from(failed))
+            .metric(
+                "BatchDuration",
+                Unit::Milliseconds,
+                took.as_secs_f64() * 1000.0,
+            )
+            .metric("ColdStart", Unit::Count, if cold_start { 1.0 } else { 0.0 })
+            .metric("LedgerWriteFailed", Unit::Count, f64::from(ledger_errors));
+        if let Some(age) = ages.queue_ms {
+            emf = emf.metric("MessageAge", Unit::Milliseconds, age);
+        }
+        if let Some(age) = ages.publish_ms {
+            emf = emf.metric("PublishAge", Unit::Milliseconds, age);
+        }
+        // The directive depends only on which ages are present: serialise each variant once.
+        let variant =
+            usize::from(ages.queue_ms.is_some()) | usize::from(ages.publish_ms.is_some()) << 1;
+        let cached = self.directives[variant].get_or_init(|| emf.directive().ok());
+        if let Some(directive) = cached {
+            emf = emf.with_directive(directive);
+        }
+        emf.emit(&self.config.metrics);
+    }
+}
+
+/// The oldest message in the batch, by SQS and by SNS timestamps.
+pub(crate) struct Ages {
+    queue_ms: Option<f64>,
+    publish_ms: Option<f64>,
+}
+
+impl Ages {
+    pub(crate) fn of(done: &[Done]) -> Self {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let age = |t: i64| (now - t).max(0);
+        let queue = done
+            .iter()
+            .filter_map(|d| d.report.meta.sent_at_ms)
+            .map(age)
+            .max();
+        // SNS timestamps share one RFC 3339 layout, so the smallest string is the oldest:
+        // one parse per batch instead of one per record.
+        let publish = done
+            .iter()
+            .filter_map(|d| d.report.meta.sns.as_ref()?.timestamp.as_deref())
+            .min()
+            .and_then(parse_iso8601_ms)
+            .map(age);
+        #[allow(clippy::cast_precision_loss, reason = "ages in ms fit f64 exactly")]
+        Self {
+            queue_ms: queue.map(|a| a as f64),
+            publish_ms: publish.map(|a| a as f64),
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Running one record: the deadline guard, decoding, the consumer with panic isolation and
+//! the deadline's cut-off, and FIFO halting.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
+use serde::de::DeserializeOwned;
+use tracing::{Instrument, field};
+
+use super::{Deadline, Engine, RecordReport, Work};
+use crate::message::Message;
+use crate::outcome::{Backoff, Cause, Failure, FailureKind, Outcome};
+use crate::sqs::{QueueArn, QueuePort};
+
+/// Borrowed context for running records.
+pub(crate) struct RunCtx<'a, Q, F> {
+    pub(crate) engine: &'a Engine<Q>,
+    pub(crate) handler: &'a F,
+    pub(crate) source: Option<&'a QueueArn>,
+    pub(crate) fifo: bool,
+    pub(crate) deadline: Deadline,
+    /// Outcomes the ledger could not record.
+    pub(crate) ledger_errors: std::sync::atomic::AtomicU32,
+}
+
+/// A finished record, with what the backoff step still needs.
+pub(crate) struct Done {
+    pub(crate) index: usize,
+    pub(crate) report: RecordReport,
+    pub(crate) backoff: Backoff,
+    pub(crate) receive_count: u32,
+    pub(crate) receipt_handle: Option<String>,
+}
+
+impl<Q, F> RunCtx<'_, Q, F>
+where
+    Q: QueuePort,
+{
+    /// Runs records one after another; after the first failure the rest are halted.
+    pub(crate) async fn run_in_order<T, Fut>(&self, work: Vec<Work>) -> Vec<Done>
+    where
+        T: DeserializeOwned,
+        F: Fn(Message<T>) -> Fut,
+        Fut: Future<Output = Result<(), Failure>>,
+    {
+        let mut out = Vec::with_capacity(work.len());
+        let mut halted = false;
+        for w in work {
+            let done = if halted { halt(w) } else { self.run(w).await };
+            halted |= matches!(done.report.outcome, Outcome::Failed { .. });
+            out.push(done);
+        }
+        out
+    }
+
+    pub(crate) async fn run<T, Fut>(&self, w: Work) -> Done
+    where
+        T: DeserializeOwned,
+        F: Fn(Message<T>) -> Fut,
+        Fut: Future<Output = Result<(), Failure>>,
+    {
+        let meta = w.received.meta.clone();
+        let span = tracing::info_span!(
+            "record",
+            message_id = meta.message_id.as_deref().unwrap_or("-"),
+            sns_message_id = field::Empty,
+            task_id = field::Empty,
+            receive_count = meta.receive_count,
+            traceparent = field::Empty,
+        );
+        if !span.is_disabled() {
+            if let Some(sns) = &meta.sns {
+                span.record("sns_message_id", sns.message_id.as_str());
+            }
+            if let Some(t) = meta.task_id() {
+                span.record("task_id", t);
+            }
+            if let Some(t) = &meta.traceparent {
+                span.record("traceparent", t.as_str());
+            }
+        }
+        if span.is_disabled() {
+            // No subscriber wants it: skip the per-poll enter and exit entirely.
+            self.run_record(w).await
+        } else {
+            self.run_record(w).instrument(span).await
+        }
+    }
+
+    pub(crate) async fn run_record<T, Fut>(&self, w: Work) -> Done
+    where
+        T: DeserializeOwned,
+        F: Fn(Message<T>) -> Fut,
+        Fut: Future<Output = Result<(), Failure>>,
+    {
+        let margin = self.engine.config.deadline_margin;
+        if self.deadline.remaining().is_some_and(|left| left < margin) {
+            tracing::warn!("not started: the Lambda deadline is too close");
+            return fail(
+                w,
+                "deadline: not started before the margin",
+                Cause::Deadline,
+                Backoff::QueueDefault,
+            );
+        }
+        if let (Some(ledger), Some(task)) = (&self.engine.ledger, w.received.meta.task_id()) {
+            let task = task.to_owned();
+            // Boxed: only guarded consumers pay for the larger future.
+            return Box::pin(self.run_leased(ledger, task, w)).await;
+        }
+        self.attempt(w).await
+    }
+
+    /// Decodes the record and runs the consumer on it.
+    pub(crate) async fn attempt<T, Fut>(&self, w: Work) -> Done
+    where
+        T: DeserializeOwned,
+        F: Fn(Message<T>) -> Fut,
+        Fut: Future<Output = Result<(), Failure>>,
+    {
+        let margin = self.engine.config.deadline_margin;
+        let payload = match w.received.decode::<T>() {
+            Ok(p) => p,
+            Err(e) => {
+                let reason = format!("decode: {e}");
+                return Box::pin(self.poison(w, reason)).await;
+            }
+        };
+        let message = Message::new(payload, w.received.meta.clone());
+        let call = AssertUnwindSafe((self.handler)(message)).catch_unwind();
+        // In-flight records get half the margin; the other half is for the batch calls.
+        let result = match self.deadline.instant() {
+            Some(at) => {
+                let cutoff = at.checked_sub(margin / 2).unwrap_or(at);
+                match tokio::time::timeout_at(cutoff, call).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tracing::warn!("cancelled at the Lambda deadline");
+                        return fail(
+                            w,
+                            "deadline: cancelled while running",
+                            Cause::Timeout,
+                            Backoff::QueueDefault,
+                        );
+                    }
+                }
+            }
+            None => call.await,
+        };
+        match result {
+            Ok(Ok(())) => {
+                tracing::debug!("succeeded");
+                done(w, Outcome::Succeeded, Backoff::QueueDefault)
+            }
+            Ok(Err(f)) => match f.kind {
+                FailureKind::Retry(backoff) => {
+                    tracing::warn!(reason = %f.reason, "retry");
+                    fail(w, f.reason, Cause::Retry, backoff)
+                }
+                // Boxed: the rare poison path would otherwise enlarge every record's future.
+                FailureKind::Poison => Box::pin(self.poison(w, f.reason)).await,
+            },
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown payload".to_owned());
+                tracing::error!(panic = %what, "consumer panicked");
+                fail(w, format!("panic: {what}"), Cause::Panic, Backoff::Policy)
+            }
+        }
+    }
+}
+
+pub(crate) fn done(w: Work, outcome: Outcome, backoff: Backoff) -> Done {
+    Done {
+        index: w.index,
+        receive_count: w.received.meta.receive_count,
+        report: RecordReport {
+            index: w.index,
+            outcome,
+            meta: w.received.meta,
+        },
+        backoff,
+        receipt_handle: w.received.receipt_handle,
+    }
+}
+
+pub(crate) fn fail(w: Work, reason: impl Into<String>, cause: Cause, backoff: Backoff) -> Done {
+    let outcome = Outcome::Failed {
+        reason: reason.into(),
+        cause,
+        visibility_secs: None,
+    };
+    done(w, outcome, backoff)
+}
+
+pub(crate) fn halt(w: Work) -> Done {
+    let span = tracing::info_span!(
+        "record",
+        message_id = w.received.meta.message_id.as_deref().unwrap_or("-")
+    );
+    span.in_scope(|| tracing::warn!("not started: an earlier record of its FIFO group failed"));
+    fail(
+        w,
+        "fifo: an earlier record in order failed",
+        Cause::Halted,
+        Backoff::QueueDefault,
+    )
+}
