@@ -14,6 +14,7 @@
 
 pub mod alert;
 mod config;
+mod documents;
 #[cfg(any(test, feature = "test-util"))]
 mod fake;
 pub mod filter;

@@ -77,7 +77,7 @@ impl TaskStore for Ledger {
     }
 
     async fn documents(&self, partition: &str) -> Result<HashMap<String, String>, LedgerError> {
-        Ledger::documents(self, partition).await
+        super::documents::documents(self, partition).await
     }
 
     async fn put_document(
@@ -86,7 +86,7 @@ impl TaskStore for Ledger {
         key: &str,
         document: String,
     ) -> Result<(), LedgerError> {
-        Ledger::put_document(self, partition, key, document).await
+        super::documents::put_document(self, partition, key, document).await
     }
 }
 
