@@ -1,0 +1,61 @@
+//! `mailroom local`: the whole application on one machine, with no Docker.
+//!
+//! `up` starts the AWS emulator, provisions template.yaml's topology, and runs every function
+//! as its real binary under AWS's Runtime Interface Emulator, fed by Lambda's event-source
+//! rules and schedules. `demo` does the same, then plays a mixed workload through it: transient
+//! webhook failures, poison, the DLQ alert, a replay after the fix, and the resolution.
+
+mod demo;
+mod up;
+mod webhook;
+
+use std::path::PathBuf;
+
+/// `mailroom local` commands.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// Brings the pipeline up and prints a live summary until interrupted.
+    Up(Common),
+    /// Brings the pipeline up, plays a mixed workload through it, and prints what happened.
+    Demo(DemoArgs),
+}
+
+/// Options shared by `up` and `demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Common {
+    /// Speed-up for queue visibility timeouts, schedules and the monitor's thresholds.
+    #[arg(long, default_value_t = 1)]
+    speed: u32,
+    /// The stack name resources are named after.
+    #[arg(long, default_value = "mailroom")]
+    stack: String,
+    /// Where the function binaries are (default: beside this binary).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Where the functions' logs go (default: target/local-logs).
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    /// The notifier's webhook (default: a local receiver that accepts everything).
+    #[arg(long)]
+    webhook: Option<String>,
+}
+
+/// Options of `mailroom local demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct DemoArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Events to publish.
+    #[arg(long, default_value_t = 40)]
+    events: usize,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Up(common) => up::up(common).await,
+        Command::Demo(args) => demo::demo(args).await,
+    }
+}

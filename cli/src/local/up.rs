@@ -1,0 +1,308 @@
+//! `mailroom local up`: bring the pipeline up on the emulator and show what it does, live.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use mailroom_local::pipeline::{Options, Pipeline};
+use serde_json::Value;
+
+use super::Common;
+use super::webhook::Receiver;
+
+pub(super) fn bin_dir(common: &Common) -> anyhow::Result<PathBuf> {
+    match &common.bin_dir {
+        Some(d) => Ok(d.clone()),
+        None => Ok(std::env::current_exe()?
+            .parent()
+            .context("this binary has no directory")?
+            .to_path_buf()),
+    }
+}
+
+/// `5m,10m,45m` divided by the speed-up, in seconds.
+pub(super) fn scaled_thresholds(speed: u32) -> String {
+    [300u32, 600, 2700]
+        .map(|s| format!("{}s", (s / speed.max(1)).max(1)))
+        .join(",")
+}
+
+pub(super) async fn bring_up(common: &Common, webhook: &str) -> anyhow::Result<Pipeline> {
+    let root = std::env::current_dir()?;
+    if !root.join("template.yaml").exists() {
+        bail!("run this from the project root (template.yaml not found)");
+    }
+    let set = |pairs: &[(&str, Option<&str>)]| -> BTreeMap<String, Option<String>> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.map(str::to_owned)))
+            .collect()
+    };
+    let speed = common.speed.max(1);
+    let mut env = BTreeMap::new();
+    env.insert(
+        "notifier".to_owned(),
+        set(&[
+            ("NOTIFIER_SIGNING_SECRET_PARAMETER", None),
+            ("NOTIFIER_SIGNING_SECRET", Some("local-signing-secret")),
+            ("NOTIFIER_WEBHOOK_URL", Some(webhook)),
+            ("NOTIFIER_ALLOW_PRIVATE_DESTINATIONS", Some("true")),
+        ]),
+    );
+    let thresholds = scaled_thresholds(speed);
+    let cooldown = (3600 / speed).max(1).to_string();
+    env.insert(
+        "task-monitor".to_owned(),
+        set(&[
+            ("MAILROOM_MONITOR_THRESHOLDS", Some(&thresholds)),
+            ("MAILROOM_ALERT_COOLDOWN_SECS", Some(&cooldown)),
+        ]),
+    );
+    let options = Options {
+        root: root.clone(),
+        bin_dir: bin_dir(common)?,
+        stack: common.stack.clone(),
+        parameters: HashMap::new(),
+        env,
+        substitutes: BTreeMap::from([(
+            "example-consumer".to_owned(),
+            "example-consumer-faults".to_owned(),
+        )]),
+        speed,
+        log_dir: Some(
+            common
+                .log_dir
+                .clone()
+                .unwrap_or_else(|| root.join("target/local-logs")),
+        ),
+        endpoint: mailroom_lambda::Env::process().string("MAILROOM_ENDPOINT_URL"),
+    };
+    Ok(Pipeline::up(&options).await?)
+}
+
+pub(super) fn print_topology(p: &Pipeline) {
+    println!("  emulator  {}", p.endpoint);
+    for (id, arn) in &p.provisioned.topics {
+        println!(
+            "  topic     {id:<22} {}",
+            arn.rsplit(':').next().unwrap_or_default()
+        );
+    }
+    for (id, (url, _)) in &p.provisioned.queues {
+        println!("  queue     {id:<22} {}", url.name());
+    }
+    for (id, f) in &p.functions {
+        let sources: Vec<String> = f
+            .spec
+            .queues
+            .iter()
+            .map(|q| q.arn.name().to_owned())
+            .collect();
+        println!(
+            "  function  {id:<22} {} ({} instance(s)) ← {}{}",
+            f.spec.binary,
+            f.processes.len(),
+            if sources.is_empty() {
+                "on demand".into()
+            } else {
+                sources.join(", ")
+            },
+            if f.spec.schedules.is_empty() {
+                String::new()
+            } else {
+                format!(" + {}", f.spec.schedules.join(", "))
+            }
+        );
+    }
+}
+
+pub(super) async fn up(common: Common) -> anyhow::Result<()> {
+    let receiver = Arc::new(Receiver::default());
+    receiver.fixed.store(true, Ordering::Relaxed);
+    let webhook = match &common.webhook {
+        Some(w) => w.clone(),
+        None => receiver.start().await?,
+    };
+    let pipeline = bring_up(&common, &webhook).await?;
+    println!("mailroom local: the pipeline is up (Ctrl-C to stop)");
+    print_topology(&pipeline);
+    if let Some(topic) = pipeline.provisioned.topics.get("EventsTopic") {
+        println!(
+            "publish with: mailroom publish --endpoint-url {} --topic {} --attr kind=order.placed --message '{{\"order_id\":\"o-1\",\"amount_cents\":100}}'",
+            pipeline.endpoint, topic
+        );
+    }
+    let inbox = subscribe_inbox(&pipeline, &common.stack).await?;
+    let consumers = consumer_queues(&pipeline).await;
+    let mut alert_count = 0usize;
+    let mut last = String::new();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            () = tokio::time::sleep(Duration::from_secs(2)) => {
+                for a in alerts(&pipeline, &inbox).await {
+                    alert_count += 1;
+                    println!("  alert → {a}");
+                }
+                let line = live_summary(&pipeline, &consumers, alert_count).await;
+                if line != last {
+                    println!("{line}");
+                    last = line;
+                }
+            }
+        }
+    }
+    pipeline.down().await;
+    Ok(())
+}
+
+/// Each consumer function: (logical id, its source queue's logical id, its DLQ's logical id).
+pub(super) async fn consumer_queues(p: &Pipeline) -> Vec<(String, String, Option<String>)> {
+    let mut out = Vec::new();
+    for (id, f) in &p.functions {
+        let Some(source) = f.spec.queues.first() else {
+            continue;
+        };
+        let Some((queue_id, _)) = p
+            .provisioned
+            .queues
+            .iter()
+            .find(|(_, (_, arn))| *arn == source.arn)
+        else {
+            continue;
+        };
+        let policy = p
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(source.queue.as_str())
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
+            .send()
+            .await
+            .ok()
+            .and_then(|o| o.attributes)
+            .and_then(|a| {
+                a.get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
+                    .cloned()
+            });
+        let dlq_arn = policy
+            .and_then(|p| serde_json::from_str::<Value>(&p).ok())
+            .and_then(|v| v["deadLetterTargetArn"].as_str().map(str::to_owned));
+        let dlq = dlq_arn.and_then(|arn| {
+            p.provisioned
+                .queues
+                .iter()
+                .find(|(_, (_, a))| a.as_str() == arn)
+                .map(|(id, _)| id.clone())
+        });
+        out.push((id.clone(), queue_id.clone(), dlq));
+    }
+    out
+}
+
+/// One line: published (as the monitor's queue saw them), then per consumer: in flight,
+/// succeeded, retried, dead-lettered; and the alerts so far.
+pub(super) async fn live_summary(
+    p: &Pipeline,
+    consumers: &[(String, String, Option<String>)],
+    alerts: usize,
+) -> String {
+    let published = p
+        .functions
+        .get("TaskMonitorFunction")
+        .map_or(0, |m| m.counters.records.load(Ordering::Relaxed));
+    let mut parts = vec![format!("published {published}")];
+    for (id, queue, dlq) in consumers {
+        if id == "TaskMonitorFunction" {
+            continue;
+        }
+        let c = &p.functions[id].counters;
+        let (visible, in_flight) = p.depth(queue).await;
+        let dead = match dlq {
+            Some(d) => {
+                let (v, f) = p.depth(d).await;
+                v + f
+            }
+            None => 0,
+        };
+        parts.push(format!(
+            "{}: {} queued, {in_flight} in flight, {} done, {} retried, {dead} dead-lettered, {} replayed in",
+            p.functions[id].spec.binary,
+            visible,
+            c.succeeded.load(Ordering::Relaxed),
+            c.retried.load(Ordering::Relaxed),
+            c.replayed.load(Ordering::Relaxed),
+        ));
+    }
+    parts.push(format!("alerts {alerts}"));
+    format!("  {}", parts.join(" · "))
+}
+
+/// A queue subscribed (raw) to the alerts topic, to show alerts as they go out.
+pub(super) async fn subscribe_inbox(
+    p: &Pipeline,
+    stack: &str,
+) -> anyhow::Result<mailroom_lambda::sqs::QueueUrl> {
+    let (inbox, inbox_arn) =
+        mailroom_local::create_queue(&p.clients.sqs, &format!("{stack}-alerts-inbox"), &[])
+            .await
+            .context("alerts inbox")?;
+    p.clients
+        .sns
+        .subscribe()
+        .topic_arn(
+            p.provisioned
+                .topics
+                .get("AlertsTopic")
+                .context("no AlertsTopic")?,
+        )
+        .protocol("sqs")
+        .endpoint(inbox_arn.as_str())
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .context("subscribing the alerts inbox")?;
+    Ok(inbox)
+}
+
+pub(super) async fn alerts(p: &Pipeline, inbox: &mailroom_lambda::sqs::QueueUrl) -> Vec<String> {
+    let mut out = Vec::new();
+    loop {
+        let got = p
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(inbox.as_str())
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .map(|o| o.messages.unwrap_or_default())
+            .unwrap_or_default();
+        if got.is_empty() {
+            return out;
+        }
+        for m in got {
+            let body: Value =
+                serde_json::from_str(m.body().unwrap_or_default()).unwrap_or(Value::Null);
+            out.push(format!(
+                "{} {}: {}",
+                body["notice"].as_str().unwrap_or("?"),
+                body["alert"].as_str().unwrap_or("?"),
+                body["summary"].as_str().unwrap_or("?")
+            ));
+            if let Some(h) = m.receipt_handle() {
+                let _ = p
+                    .clients
+                    .sqs
+                    .delete_message()
+                    .queue_url(inbox.as_str())
+                    .receipt_handle(h)
+                    .send()
+                    .await;
+            }
+        }
+    }
+}
