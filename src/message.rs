@@ -3,6 +3,11 @@
 //! A record's body is either the raw payload (SNS raw message delivery, or a direct
 //! `SendMessage`) or an SNS notification envelope whose `Message` field holds the payload.
 //! Decoding is per record: one bad body fails that record only, never the whole batch.
+//!
+//! Why one file of about 500 lines: the record's metadata, the envelope's detection, the task id's
+//! selection and the decode are one pass over one record, tuned together (the envelope is
+//! detected without allocating, the task id read from whichever layer holds it); split, each
+//! piece would need the others' private fields.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -9,6 +9,9 @@
 //!   `MaximumConcurrency`, each with its own emulator instance.
 //! * Schedules: `rate(N unit)` fires an EventBridge scheduled event every period, divided by
 //!   the speed-up.
+//!
+//! Why one file of a little over 400 lines: the emulator process, the poller that feeds it and
+//! the schedule share one function's counters and its invocation path.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -11,6 +11,10 @@
 //! Resolving the subset ourselves, instead of translating SAM to CloudFormation and asking the
 //! emulator's CloudFormation to deploy it, keeps the run offline and fast, and leaves out the
 //! parts a local pipeline does not use (IAM, KMS, alarms, function URLs).
+//!
+//! Why one file of about 650 lines: the resolver and the provisioner are one recursion (resolving
+//! `Fn::GetAtt Queue.Arn` creates the queue, whose properties need resolving in turn), over one
+//! template's state; split, they would pass that state back and forth through every call.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

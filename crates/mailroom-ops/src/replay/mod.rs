@@ -8,33 +8,38 @@
 //! Messages the run looked at but did not move are made visible again when it ends.
 //!
 //! Three SQS calls move ten messages (receive, send batch, delete batch): 0.3 calls a message.
+//!
+//! Why the run loop stays in one file of about 420 lines: receive-ahead, delivery, the deletes
+//! after confirmed sends and the releases at the end are one state machine over one run's
+//! handles; the port, the allowlist, the plan per message and the ledger marks are beside it.
 
 mod adapter;
+mod allowlist;
 #[cfg(any(test, feature = "test-util"))]
 mod fake;
 mod filter;
+mod mark;
+mod plan;
+mod port;
 mod report;
 mod request;
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aws_lambda_events::sqs::{SqsMessage, SqsMessageAttribute};
-
 use mailroom_lambda::backoff::BackoffPolicy;
-use mailroom_lambda::ledger::Ledger;
-use mailroom_lambda::message::{Message, TaskIdSource};
-use mailroom_lambda::poison::REASON_ATTRIBUTE;
 use mailroom_lambda::sqs::{
-    DEFAULT_MAX_MESSAGE_BYTES, EntryFailure, MAX_BATCH_ENTRIES, MAX_MESSAGE_ATTRIBUTES,
-    OutgoingAttribute, OutgoingMessage, OutgoingValue, QueuePort, QueueUrl, SqsError,
+    MAX_BATCH_ENTRIES, OutgoingAttribute, OutgoingMessage, OutgoingValue, QueueUrl, SqsError,
     VisibilityChange,
 };
 
+pub use allowlist::Allowlist;
 #[cfg(any(test, feature = "test-util"))]
 pub use fake::{Call, FakeDlq, Instrumented};
 pub use filter::Filter;
+pub use mark::LedgerMark;
+use plan::{Plan, plan};
+pub use port::{DeadLetter, ReplayPort};
 pub use report::{ReplayReport, Sample};
 pub use request::{BackoffJson, FilterJson, RequestJson};
 
@@ -42,87 +47,6 @@ pub use request::{BackoffJson, FilterJson, RequestJson};
 pub const REPLAY_COUNT_ATTRIBUTE: &str = "mailroom.replay-count";
 /// The attribute saying why a message was parked.
 pub const PARKED_ATTRIBUTE: &str = "mailroom.parked-reason";
-
-/// A message received from a DLQ.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    /// The SQS message id.
-    pub message_id: String,
-    /// This receive's handle.
-    pub receipt_handle: String,
-    /// The body, unchanged.
-    pub body: String,
-    /// Every message attribute, of every type.
-    pub attributes: HashMap<String, OutgoingAttribute>,
-    /// FIFO only: the message group.
-    pub group_id: Option<String>,
-    /// When SQS first accepted the message, in epoch milliseconds.
-    pub sent_at_ms: Option<i64>,
-}
-
-impl DeadLetter {
-    /// The engine's poison reason, when the message carries one.
-    pub fn reason(&self) -> Option<&str> {
-        match self.attributes.get(REASON_ATTRIBUTE).map(|a| &a.value) {
-            Some(OutgoingValue::Text(t)) => Some(t),
-            _ => None,
-        }
-    }
-
-    /// How many times it has been replayed already.
-    pub fn replay_count(&self) -> u32 {
-        match self
-            .attributes
-            .get(REPLAY_COUNT_ATTRIBUTE)
-            .map(|a| &a.value)
-        {
-            Some(OutgoingValue::Text(t)) => t.parse().unwrap_or(0),
-            _ => 0,
-        }
-    }
-}
-
-/// The queue operations a replay needs beyond the engine's.
-pub trait ReplayPort: QueuePort {
-    /// Receives up to ten messages, hidden for `visibility_secs`, with every attribute.
-    ///
-    /// # Errors
-    /// When the receive fails.
-    fn receive(
-        &self,
-        queue: &QueueUrl,
-        visibility_secs: u32,
-    ) -> impl Future<Output = Result<Vec<DeadLetter>, SqsError>> + Send;
-
-    /// Sends up to ten messages in one call; returns the entries SQS refused.
-    ///
-    /// # Errors
-    /// When the call as a whole fails (then no entry is known to be sent).
-    fn send_batch(
-        &self,
-        queue: &QueueUrl,
-        entries: Vec<(String, OutgoingMessage)>,
-    ) -> impl Future<Output = Result<Vec<EntryFailure>, SqsError>> + Send;
-
-    /// Deletes up to ten deliveries by `(id, receipt handle)`; returns the entries refused.
-    ///
-    /// # Errors
-    /// When the call as a whole fails.
-    fn delete_batch(
-        &self,
-        queue: &QueueUrl,
-        entries: Vec<(String, String)>,
-    ) -> impl Future<Output = Result<Vec<EntryFailure>, SqsError>> + Send;
-
-    /// The queues whose RedrivePolicy names this DLQ.
-    ///
-    /// # Errors
-    /// When the call fails.
-    fn dead_letter_sources(
-        &self,
-        dlq: &QueueUrl,
-    ) -> impl Future<Output = Result<Vec<QueueUrl>, SqsError>> + Send;
-}
 
 /// What to replay, where, and how fast.
 #[derive(Debug, Clone)]
@@ -149,54 +73,6 @@ pub struct ReplayRequest {
     pub backoff: Option<BackoffPolicy>,
     /// Where to record each move (`REPLAYED`) and park (`PARKED`, with the reason).
     pub ledger: Option<LedgerMark>,
-}
-
-/// Records replay's outcome for each message in the task ledger.
-#[derive(Debug, Clone)]
-pub struct LedgerMark {
-    /// The ledger.
-    pub ledger: Ledger,
-    /// The consumer whose DLQ this is.
-    pub consumer: String,
-    /// Where the task id comes from, as the consumer reads it.
-    pub task_id: TaskIdSource,
-}
-
-impl LedgerMark {
-    /// Marks the message's task `REPLAYED`, or `PARKED` with `reason`. A ledger failure is
-    /// logged: the message itself has already moved safely, and the monitor still sees the
-    /// pair open.
-    async fn record(&self, m: &DeadLetter, parked: Option<&str>) {
-        let Some(task) = task_id_of(m, &self.task_id) else {
-            tracing::debug!(message_id = %m.message_id, "no task id; nothing to mark in the ledger");
-            return;
-        };
-        let written = match parked {
-            Some(reason) => self.ledger.park(&task, &self.consumer, reason).await,
-            None => self.ledger.replayed(&task, &self.consumer).await,
-        };
-        if let Err(e) = written {
-            tracing::warn!(task_id = %task, error = %e, "replay: could not mark the ledger");
-        }
-    }
-}
-
-/// The task id of a dead letter, read the way the consumer's engine reads it.
-fn task_id_of(m: &DeadLetter, source: &TaskIdSource) -> Option<String> {
-    let mut record = SqsMessage::default();
-    record.message_id = Some(m.message_id.clone());
-    record.body = Some(m.body.clone());
-    for (name, a) in &m.attributes {
-        if let OutgoingValue::Text(t) = &a.value {
-            let mut attr = SqsMessageAttribute::default();
-            attr.data_type = Some(a.data_type.clone());
-            attr.string_value = Some(t.clone());
-            record.message_attributes.insert(name.clone(), attr);
-        }
-    }
-    Message::metadata(record, source)
-        .task_id()
-        .map(str::to_owned)
 }
 
 impl ReplayRequest {
@@ -238,38 +114,6 @@ pub enum ReplayError {
     /// An SQS call failed before anything was looked at.
     #[error(transparent)]
     Sqs(#[from] SqsError),
-}
-
-/// Queues a replay may touch. Empty allows nothing.
-#[derive(Debug, Clone, Default)]
-pub struct Allowlist(HashSet<String>);
-
-impl Allowlist {
-    /// An allowlist of queue URLs or queue names.
-    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(queues: I) -> Self {
-        Self(queues.into_iter().map(Into::into).collect())
-    }
-
-    /// Whether `queue` (by URL or by name) is allowed.
-    pub fn allows(&self, queue: &QueueUrl) -> bool {
-        let name = queue.as_str().rsplit('/').next().unwrap_or_default();
-        self.0.contains(queue.as_str()) || self.0.contains(name)
-    }
-
-    fn check(&self, queue: &QueueUrl) -> Result<(), ReplayError> {
-        if self.allows(queue) {
-            Ok(())
-        } else {
-            Err(ReplayError::NotAllowed(queue.clone()))
-        }
-    }
-}
-
-/// What to do with one selected message.
-enum Plan {
-    Move(OutgoingMessage),
-    Park(OutgoingMessage),
-    Fail(String),
 }
 
 /// Runs one replay.
@@ -578,62 +422,6 @@ async fn pace(started: Instant, sent: usize, rate: f64) {
     let due = Duration::from_secs_f64(sent as f64 / rate);
     if let Some(wait) = due.checked_sub(started.elapsed()) {
         tokio::time::sleep(wait).await;
-    }
-}
-
-/// The copy to send for one selected message, or why it cannot be sent.
-fn plan(m: &DeadLetter, request: &ReplayRequest, fifo: bool, rng: &mut fastrand::Rng) -> Plan {
-    let count = m.replay_count() + 1;
-    let parks = m.replay_count() >= request.max_replays;
-    let mut out = OutgoingMessage {
-        body: m.body.clone(),
-        attributes: m.attributes.clone(),
-        ..OutgoingMessage::default()
-    };
-    out.attributes.insert(
-        REPLAY_COUNT_ATTRIBUTE.to_owned(),
-        OutgoingAttribute {
-            data_type: "Number".to_owned(),
-            value: OutgoingValue::Text(count.to_string()),
-        },
-    );
-    if parks {
-        out.attributes.insert(
-            PARKED_ATTRIBUTE.to_owned(),
-            OutgoingAttribute::string(format!(
-                "replayed {} times, the maximum is {}",
-                m.replay_count(),
-                request.max_replays
-            )),
-        );
-    }
-    if out.attributes.len() > MAX_MESSAGE_ATTRIBUTES {
-        return Plan::Fail(format!(
-            "{} attributes with the replay count; SQS allows {MAX_MESSAGE_ATTRIBUTES}",
-            out.attributes.len()
-        ));
-    }
-    if out.size() > DEFAULT_MAX_MESSAGE_BYTES {
-        return Plan::Fail(format!(
-            "{} bytes with the replay count; SQS allows {DEFAULT_MAX_MESSAGE_BYTES}",
-            out.size()
-        ));
-    }
-    if fifo {
-        let Some(group) = &m.group_id else {
-            return Plan::Fail("FIFO target, but the message has no MessageGroupId".into());
-        };
-        out.group_id = Some(group.clone());
-        // Fresh for each replay, yet the same if this replay is retried after a crash.
-        out.deduplication_id = Some(format!("replay-{count}-{}", m.message_id));
-    } else if let Some(policy) = request.backoff {
-        let delay = policy.delay(count, rng).as_secs().min(900);
-        out.delay_seconds = Some(i32::try_from(delay).unwrap_or(900));
-    }
-    if parks {
-        Plan::Park(out)
-    } else {
-        Plan::Move(out)
     }
 }
 

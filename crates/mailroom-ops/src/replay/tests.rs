@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::*;
+use mailroom_lambda::poison::REASON_ATTRIBUTE;
 
 fn letter(id: &str, body: &str, attrs: &[(&str, &str)]) -> DeadLetter {
     DeadLetter {
