@@ -108,6 +108,18 @@ def main():
         record(32, "mailroom-example", envelope(4003, "mailroom-events", {"order_id": 4003}, {"kind": "order.placed"})),
         record(33, "mailroom-example", "this is not JSON", {"kind": attr("order.placed")}, receive_count=2),
     ])
+    # One record whose binary attribute is not base64, as in Powertools' sample `sqsEvent.json`:
+    # the record itself does not decode, and only it may fail.
+    bad = record(51, "mailroom-example", json.dumps(order("o-6002", 800), separators=(",", ":")),
+                 {"checksum": {"binaryValue": "base64Str", "stringListValues": [], "binaryListValues": [],
+                               "dataType": "Binary"}})
+    write("sqs-malformed-record.json", [
+        record(50, "mailroom-example", json.dumps(order("o-6001", 700), separators=(",", ":")),
+               {"kind": attr("order.placed")}),
+        bad,
+        record(52, "mailroom-example", json.dumps(order("o-6003", 900), separators=(",", ":")),
+               {"kind": attr("order.placed")}),
+    ])
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ where
 {
     let handler = &handler;
     lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
+        move |event: lambda_runtime::LambdaEvent<Box<serde_json::value::RawValue>>| {
             // Boxed once per invocation: it keeps the future's type shallow, so consumers
             // never need a `recursion_limit` attribute.
             let invocation: std::pin::Pin<Box<dyn Future<Output = _>>> =

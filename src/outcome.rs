@@ -147,6 +147,9 @@ pub enum Cause {
     LeaseHeld,
     /// Idempotency: the ledger could not be reached, so the record was not run unguarded.
     Ledger,
+    /// The record itself (not its body) is not a well-formed SQS record: it was not run, and
+    /// comes back until the queue's redrive moves it to the DLQ.
+    Malformed,
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod backoff;
 mod config;
 mod dead_letter;
 mod deadline;
+mod event;
 mod lease;
 mod metrics;
 mod pool;
@@ -23,12 +24,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 
 pub use config::{EngineConfig, FifoMode};
 pub use deadline::Deadline;
+pub use event::Incoming;
 pub use report::{BatchReport, EngineError, RecordReport};
 
 use crate::config::{ConfigError, Env};
@@ -66,6 +68,8 @@ pub struct Engine<Q> {
 pub(crate) struct Work {
     pub(crate) index: usize,
     pub(crate) received: Received,
+    /// Why the record is not a well-formed SQS record, when it is not.
+    pub(crate) malformed: Option<String>,
 }
 
 impl Engine<SqsQueues> {
@@ -134,13 +138,14 @@ impl<Q: QueuePort> Engine<Q> {
         &self.config
     }
 
-    /// Handles one Lambda invocation: the deadline comes from the context.
+    /// Handles one Lambda invocation: the event is taken apart record by record from its raw
+    /// JSON, and the deadline comes from the context.
     ///
     /// # Errors
-    /// Only [`EngineError::UnidentifiedFailure`]; every other problem is a record's failure.
+    /// Only [`EngineError`]'s cases; every other problem is a record's failure.
     pub async fn handle<T, F, Fut>(
         &self,
-        event: lambda_runtime::LambdaEvent<SqsEvent>,
+        event: lambda_runtime::LambdaEvent<Box<serde_json::value::RawValue>>,
         handler: F,
     ) -> Result<SqsBatchResponse, EngineError>
     where
@@ -149,9 +154,31 @@ impl<Q: QueuePort> Engine<Q> {
         Fut: Future<Output = Result<(), Failure>>,
     {
         let deadline = Deadline::from_context(&event.context);
-        self.process(event.payload, deadline, handler)
+        self.process_json(event.payload.get(), deadline, handler)
             .await
             .map(|r| r.response)
+    }
+
+    /// Runs `handler` over every record of the event in `json`, decoding each record on its
+    /// own: a record that is not a well-formed SQS record is reported failed by its
+    /// `messageId`, and the others run.
+    ///
+    /// # Errors
+    /// [`EngineError::Malformed`] when `json` is not an object with a `Records` array;
+    /// [`EngineError::UnidentifiedFailure`] when a failed record has no `messageId`.
+    pub async fn process_json<T, F, Fut>(
+        &self,
+        json: &str,
+        deadline: Deadline,
+        handler: F,
+    ) -> Result<BatchReport, EngineError>
+    where
+        T: DeserializeOwned,
+        F: Fn(Message<T>) -> Fut,
+        Fut: Future<Output = Result<(), Failure>>,
+    {
+        let records = event::parse(json).map_err(|e| EngineError::Malformed(e.to_string()))?;
+        self.process_incoming(records, deadline, handler).await
     }
 
     /// Runs `handler` over every record of `event` and builds the partial batch response.
@@ -169,18 +196,49 @@ impl<Q: QueuePort> Engine<Q> {
         F: Fn(Message<T>) -> Fut,
         Fut: Future<Output = Result<(), Failure>>,
     {
+        self.process_incoming(event::from_event(event), deadline, handler)
+            .await
+    }
+
+    async fn process_incoming<T, F, Fut>(
+        &self,
+        records: Vec<Incoming>,
+        deadline: Deadline,
+        handler: F,
+    ) -> Result<BatchReport, EngineError>
+    where
+        T: DeserializeOwned,
+        F: Fn(Message<T>) -> Fut,
+        Fut: Future<Output = Result<(), Failure>>,
+    {
         let started = Instant::now();
         let cold_start = self.cold.swap(false, Ordering::Relaxed);
-        let source = event
-            .records
-            .first()
-            .and_then(|r| r.event_source_arn.as_deref())
+        let source = records
+            .iter()
+            .find_map(Incoming::event_source_arn)
             .and_then(|a| a.parse::<QueueArn>().ok());
         let fifo = source.as_ref().is_some_and(QueueArn::is_fifo);
         let task_id = &self.config.task_id;
-        let take_apart = |(index, record)| Work {
-            index,
-            received: Received::new(record, task_id),
+        let take_apart = |(index, incoming)| match incoming {
+            Incoming::Record(record) => Work {
+                index,
+                received: Received::new(record, task_id),
+                malformed: None,
+            },
+            Incoming::Malformed {
+                message_id,
+                event_source_arn,
+                reason,
+            } => {
+                let mut record = SqsMessage::default();
+                record.message_id = message_id;
+                record.event_source_arn = event_source_arn;
+                Work {
+                    index,
+                    received: Received::new(record, task_id),
+                    malformed: Some(reason),
+                }
+            }
         };
         let ctx = RunCtx {
             engine: self,
@@ -191,7 +249,7 @@ impl<Q: QueuePort> Engine<Q> {
             ledger_errors: std::sync::atomic::AtomicU32::new(0),
         };
         let limit = self.config.concurrency;
-        let records = event.records.into_iter().enumerate();
+        let records = records.into_iter().enumerate();
         let mut done: Vec<Done> = if !fifo {
             // Each record is taken apart by the worker that runs it, not all up front.
             pool(records, limit, |r| ctx.run(take_apart(r))).await

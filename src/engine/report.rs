@@ -23,12 +23,19 @@ pub enum EngineError {
         /// Why it failed.
         reason: String,
     },
+    /// The event is not an object with a `Records` array, so no record can be named.
+    #[error("the event is not an SQS event: {0}")]
+    Malformed(String),
 }
 
 impl From<EngineError> for lambda_runtime::Diagnostic {
     fn from(e: EngineError) -> Self {
+        let error_type = match e {
+            EngineError::UnidentifiedFailure { .. } => "Mailroom.UnidentifiedFailure",
+            EngineError::Malformed(_) => "Mailroom.MalformedEvent",
+        };
         Self {
-            error_type: "Mailroom.UnidentifiedFailure".to_owned(),
+            error_type: error_type.to_owned(),
             error_message: e.to_string(),
         }
     }

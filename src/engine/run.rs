@@ -88,12 +88,21 @@ where
         }
     }
 
-    pub(crate) async fn run_record<T, Fut>(&self, w: Work) -> Done
+    pub(crate) async fn run_record<T, Fut>(&self, mut w: Work) -> Done
     where
         T: DeserializeOwned,
         F: Fn(Message<T>) -> Fut,
         Fut: Future<Output = Result<(), Failure>>,
     {
+        if let Some(reason) = w.malformed.take() {
+            tracing::error!(%reason, "not a well-formed SQS record; reported failed, the rest of the batch runs");
+            return fail(
+                w,
+                format!("malformed record: {reason}"),
+                Cause::Malformed,
+                Backoff::QueueDefault,
+            );
+        }
         let margin = self.engine.config.deadline_margin;
         if self.deadline.remaining().is_some_and(|left| left < margin) {
             tracing::warn!("not started: the Lambda deadline is too close");

@@ -783,3 +783,57 @@ fn a_deadline_long_past_at_the_start_is_unknown_not_due() {
             .is_some_and(|left| left > Duration::from_secs(50))
     );
 }
+
+#[tokio::test]
+async fn a_record_with_a_bad_field_fails_alone_and_the_rest_of_the_batch_runs() {
+    // GIVEN Powertools' sample shape: the second record's binary attribute is not base64, so
+    // the event does not deserialise as a whole (the runtime alone would fail the invocation)
+    let json = std::fs::read_to_string(crate::testing::fixture_path("sqs-malformed-record.json"))
+        .expect("fixture");
+    assert!(serde_json::from_str::<SqsEvent>(&json).is_err());
+    let b = bed();
+    let ran = Mutex::new(Vec::new());
+
+    // WHEN the engine takes the event apart record by record
+    let report = b
+        .engine
+        .process_json(&json, Deadline::none(), |m: Message<Order>| {
+            ran.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(m.payload.order_id.clone());
+            async { Ok(()) }
+        })
+        .await
+        .expect("response");
+
+    // THEN only the malformed record is reported failed, by its id, and the others ran
+    assert_eq!(
+        report.failed_ids(),
+        ["0e7a3c1b-0051-4b7e-9f3a-5c2d8e1f0051"]
+    );
+    let mut ran = ran.into_inner().unwrap_or_default();
+    ran.sort();
+    assert_eq!(ran, ["o-6001", "o-6003"]);
+    assert!(matches!(
+        outcome_of(&report, "0e7a3c1b-0051-4b7e-9f3a-5c2d8e1f0051"),
+        Outcome::Failed {
+            cause: Cause::Malformed,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn an_event_that_is_not_an_sqs_event_is_an_error_not_a_panic() {
+    let b = bed();
+    let e = b
+        .engine
+        .process_json(
+            r#"{"Records": "nope"}"#,
+            Deadline::none(),
+            |_: Message<Order>| async { Ok(()) },
+        )
+        .await
+        .expect_err("no records to name");
+    assert!(matches!(e, EngineError::Malformed(_)), "{e}");
+}

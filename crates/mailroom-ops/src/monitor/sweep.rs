@@ -16,6 +16,18 @@ use super::{
     SweepReport,
 };
 
+/// One alert's condition as a sweep found it.
+struct Condition {
+    /// `dlq:<name>` or `stuck-tasks`.
+    key: String,
+    /// How bad it is now.
+    level: Level,
+    /// One line, for the subject.
+    summary: String,
+    /// What the alert's body carries.
+    details: serde_json::Value,
+}
+
 impl<S: TaskStore, D: DlqReader, A: AlertSink> Monitor<S, D, A> {
     /// Open pairs per bucket at the ledger clock's now.
     ///
@@ -119,17 +131,14 @@ impl<S: TaskStore, D: DlqReader, A: AlertSink> Monitor<S, D, A> {
             "bucket": threshold,
             "samples": stuck.iter().take(self.config.samples).collect::<Vec<_>>(),
         });
-        self.evaluate(
-            &docs,
-            "stuck-tasks",
+        let condition = Condition {
+            key: "stuck-tasks".to_owned(),
             level,
-            now,
-            cooldown,
             summary,
             details,
-            &mut report,
-        )
-        .await?;
+        };
+        self.evaluate(&docs, condition, (now, cooldown), &mut report)
+            .await?;
 
         // DLQs: depth and growth against the last sweep.
         for url in &self.config.dlqs {
@@ -159,17 +168,14 @@ impl<S: TaskStore, D: DlqReader, A: AlertSink> Monitor<S, D, A> {
                 "growth": growth,
                 "samples": record.samples,
             });
-            self.evaluate(
-                &docs,
-                &format!("dlq:{name}"),
+            let condition = Condition {
+                key: format!("dlq:{name}"),
                 level,
-                now,
-                cooldown,
                 summary,
                 details,
-                &mut report,
-            )
-            .await?;
+            };
+            self.evaluate(&docs, condition, (now, cooldown), &mut report)
+                .await?;
             if depth != record.depth || record.swept_at_ms == 0 {
                 record.depth = depth;
                 record.swept_at_ms = now;
@@ -197,22 +203,22 @@ impl<S: TaskStore, D: DlqReader, A: AlertSink> Monitor<S, D, A> {
         Ok(report)
     }
 
-    /// Steps one alert's state machine and sends what it says.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one call site per alert kind, all named"
-    )]
+    /// Steps one alert's state machine, at `now` with `cooldown` (both in ms), and sends what
+    /// it says.
     async fn evaluate(
         &self,
         docs: &HashMap<String, String>,
-        key: &str,
-        level: Level,
-        now: u64,
-        cooldown: u64,
-        summary: String,
-        details: serde_json::Value,
+        condition: Condition,
+        (now, cooldown): (u64, u64),
         report: &mut SweepReport,
     ) -> Result<(), MonitorError> {
+        let Condition {
+            key,
+            level,
+            summary,
+            details,
+        } = condition;
+        let key = key.as_str();
         let doc_key = format!("alert#{key}");
         let before: AlertState = docs
             .get(&doc_key)
