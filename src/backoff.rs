@@ -53,13 +53,25 @@ impl Default for BackoffPolicy {
 
 /// Clamps an explicit delay (say a `Retry-After`) to what SQS accepts, in whole seconds.
 pub fn clamp_visibility(delay: Duration) -> u32 {
-    let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    let secs = delay
+        .as_secs()
+        .saturating_add(u64::from(delay.subsec_nanos() > 0));
     u32::try_from(secs.min(MAX_BACKOFF.as_secs())).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_delays_clamp_instead_of_overflowing() {
+        // `Failure::retry_after(reason, Duration::MAX)` once overflowed here
+        assert_eq!(
+            u64::from(clamp_visibility(Duration::MAX)),
+            MAX_BACKOFF.as_secs()
+        );
+        assert_eq!(clamp_visibility(Duration::from_millis(1500)), 2);
+    }
 
     #[test]
     fn ceiling_doubles_per_receive_then_caps() {

@@ -323,6 +323,26 @@ impl SnsEnvelope {
     }
 }
 
+/// The SNS control message types: SNS talking to the subscriber, never an event.
+const CONTROL_TYPES: [&str; 2] = ["SubscriptionConfirmation", "UnsubscribeConfirmation"];
+
+/// The type of an SNS control message (`SubscriptionConfirmation`, `UnsubscribeConfirmation`),
+/// or `None` for anything else. Only bodies that name one pay for a parse.
+pub(crate) fn sns_control_type(body: &str) -> Option<&'static str> {
+    #[derive(Deserialize)]
+    struct Control<'a> {
+        #[serde(rename = "Type", borrow)]
+        kind: std::borrow::Cow<'a, str>,
+        #[serde(rename = "TopicArn")]
+        _topic_arn: std::borrow::Cow<'a, str>,
+    }
+    if !body.trim_start().starts_with('{') || !body.contains("Confirmation\"") {
+        return None;
+    }
+    let control: Control<'_> = serde_json::from_str(body).ok()?;
+    CONTROL_TYPES.into_iter().find(|t| *t == control.kind)
+}
+
 /// Whether `body` (trimmed, starting `{`) opens with `"Type" : "Notification"`, in any spacing.
 fn starts_as_notification(body: &str) -> bool {
     let rest = body[1..].trim_start();
@@ -400,6 +420,8 @@ pub(crate) struct Received {
     pub(crate) receipt_handle: Option<String>,
     /// The payload text: the envelope's `Message`, or `None` to use `body`.
     payload: Option<String>,
+    /// The SNS control message type, when the body is one and not an event.
+    pub(crate) control: Option<&'static str>,
 }
 
 impl Received {
@@ -453,11 +475,16 @@ impl Received {
             .map(str::to_owned);
         let payload_text = payload.as_deref().or(body.as_deref());
         meta.task_id = resolve_task_id(&meta, task_id, payload_text);
+        let control = match (&meta.sns, body.as_deref()) {
+            (None, Some(body)) => sns_control_type(body),
+            _ => None,
+        };
         Self {
             meta: Arc::new(meta),
             body,
             receipt_handle,
             payload,
+            control,
         }
     }
 

@@ -110,6 +110,13 @@ pub enum Outcome {
     /// Skipped: the ledger says this task already succeeded at this consumer. Counts as a
     /// success; Lambda deletes it.
     Duplicate,
+    /// Not given to the consumer: an SNS `SubscriptionConfirmation` or
+    /// `UnsubscribeConfirmation`, which is SNS talking to the queue, not an event. Counts as a
+    /// success; Lambda deletes it.
+    Skipped {
+        /// The SNS message type.
+        kind: &'static str,
+    },
     /// Moved to the DLQ by the engine; reported done so it is not retried pointlessly.
     Poisoned {
         /// Why.

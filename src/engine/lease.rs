@@ -61,6 +61,12 @@ where
                     Backoff::After(wait),
                 );
             }
+            Err(e) if e.is_invalid_input() => {
+                // No delivery of this record can ever take a lease: poison, with the reason,
+                // rather than retried until redrive moves it without one.
+                tracing::error!(error = %e, "the ledger refuses this record's task; poison");
+                return Box::pin(self.poison(w, format!("ledger: {e}"))).await;
+            }
             Err(e) => {
                 tracing::error!(error = %e, retryable = e.is_retryable(), "ledger unavailable; not running the record unguarded");
                 return fail(w, format!("ledger: {e}"), Cause::Ledger, Backoff::Policy);
@@ -76,7 +82,7 @@ where
             Outcome::Failed { reason, .. } => {
                 ledger.fail(&task, consumer, &owner, reason).await.map(drop)
             }
-            Outcome::Duplicate => Ok(()),
+            Outcome::Duplicate | Outcome::Skipped { .. } => Ok(()),
         };
         if let Err(e) = written {
             // The message's fate stands (deleting a success is right even so); the pair stays

@@ -18,7 +18,7 @@ impl<Q: QueuePort> Engine<Q> {
         cold_start: bool,
         ledger_errors: u32,
     ) {
-        let mut counts = [0u32; 5];
+        let mut counts = [0u32; 6];
         for r in &report.records {
             let slot = match &r.outcome {
                 Outcome::Succeeded => 0,
@@ -29,14 +29,16 @@ impl<Q: QueuePort> Engine<Q> {
                 Outcome::Poisoned { .. } => 2,
                 Outcome::Failed { .. } => 3,
                 Outcome::Duplicate => 4,
+                Outcome::Skipped { .. } => 5,
             };
             counts[slot] += 1;
         }
-        let [succeeded, retried, poisoned, failed, duplicates] = counts;
+        let [succeeded, retried, poisoned, failed, duplicates, skipped] = counts;
         tracing::info!(
             records = report.records.len(),
             succeeded,
             duplicates,
+            skipped,
             retried,
             poisoned,
             failed,
@@ -50,10 +52,11 @@ impl<Q: QueuePort> Engine<Q> {
             .metric(
                 "Records",
                 Unit::Count,
-                f64::from(succeeded + retried + poisoned + failed + duplicates),
+                f64::from(succeeded + retried + poisoned + failed + duplicates + skipped),
             )
             .metric("Succeeded", Unit::Count, f64::from(succeeded))
             .metric("Duplicates", Unit::Count, f64::from(duplicates))
+            .metric("Skipped", Unit::Count, f64::from(skipped))
             .metric("Retried", Unit::Count, f64::from(retried))
             .metric("Poisoned", Unit::Count, f64::from(poisoned))
             .metric("Failed", Unit::Count, f64::from(failed))
@@ -92,7 +95,9 @@ impl Ages {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let age = |t: i64| (now - t).max(0);
+        // Saturating: a hostile `SentTimestamp` (i64::MIN) must not overflow outside the
+        // per-record isolation.
+        let age = |t: i64| now.saturating_sub(t).max(0);
         let queue = done
             .iter()
             .filter_map(|d| d.report.meta.sent_at_ms)

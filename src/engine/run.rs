@@ -103,6 +103,10 @@ where
                 Backoff::QueueDefault,
             );
         }
+        if let Some(kind) = w.received.control {
+            tracing::info!(kind, "an SNS control message, not an event: skipped");
+            return done(w, Outcome::Skipped { kind }, Backoff::QueueDefault);
+        }
         let margin = self.engine.config.deadline_margin;
         if self.deadline.remaining().is_some_and(|left| left < margin) {
             tracing::warn!("not started: the Lambda deadline is too close");

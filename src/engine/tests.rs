@@ -837,3 +837,94 @@ async fn an_event_that_is_not_an_sqs_event_is_an_error_not_a_panic() {
         .expect_err("no records to name");
     assert!(matches!(e, EngineError::Malformed(_)), "{e}");
 }
+
+#[tokio::test]
+async fn sns_control_messages_are_skipped_and_never_reach_the_consumer() {
+    // GIVEN a batch with an SNS SubscriptionConfirmation, an UnsubscribeConfirmation and one
+    // ordinary order
+    let b = bed();
+    let mut event = raw_batch(3);
+    for (r, kind) in event
+        .records
+        .iter_mut()
+        .zip(["SubscriptionConfirmation", "UnsubscribeConfirmation"])
+    {
+        r.body = Some(
+            serde_json::json!({
+                "Type": kind,
+                "MessageId": "165545c9-2a5c-472c-8df2-7ff2be2b3b1b",
+                "Token": "2336412f37f",
+                "TopicArn": "arn:aws:sns:us-east-1:123456789012:mailroom-events",
+                "Message": "You have chosen to subscribe to the topic",
+                "SubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription",
+                "Timestamp": "2026-01-01T00:00:00.000Z",
+            })
+            .to_string(),
+        );
+    }
+    let seen = Mutex::new(Vec::new());
+
+    // WHEN processed
+    let report = b
+        .engine
+        .process(event, Deadline::none(), |m: Message<Order>| {
+            seen.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(m.message_id().map(str::to_owned));
+            async { Ok(()) }
+        })
+        .await
+        .expect("response");
+
+    // THEN only the order reached the consumer; the control messages succeed as skipped,
+    // and the metric counts them
+    assert_eq!(
+        seen.into_inner().unwrap_or_default(),
+        [Some("m-2".to_owned())]
+    );
+    assert!(report.failed_ids().is_empty());
+    assert_eq!(
+        outcome_of(&report, "m-0"),
+        &Outcome::Skipped {
+            kind: "SubscriptionConfirmation"
+        }
+    );
+    let docs = b.metrics.lock().expect("lock").clone();
+    assert_eq!(docs[0]["Skipped"], 2.0);
+    assert_eq!(docs[0]["Succeeded"], 1.0);
+}
+
+#[tokio::test]
+async fn hostile_timestamps_and_delays_saturate_instead_of_overflowing() {
+    // GIVEN a record whose SentTimestamp is i64::MIN, and a consumer asking for a retry after
+    // Duration::MAX (both once overflowed: a panic outside the record's isolation)
+    let b = bed();
+    let mut event = raw_batch(1);
+    event.records[0]
+        .attributes
+        .insert("SentTimestamp".into(), i64::MIN.to_string());
+
+    // WHEN processed
+    let report = b
+        .engine
+        .process(event, Deadline::none(), |_: Message<Order>| async {
+            Err(Failure::retry_after("busy", Duration::MAX))
+        })
+        .await
+        .expect("response");
+
+    // THEN the record is retried with the longest visibility SQS allows, and the age is a
+    // large number, not a wrap-around
+    assert_eq!(report.failed_ids(), ["m-0"]);
+    let calls = b.queues.visibility_calls();
+    assert_eq!(
+        u64::from(calls[0][0].timeout_secs),
+        crate::backoff::MAX_BACKOFF.as_secs()
+    );
+    let docs = b.metrics.lock().expect("lock").clone();
+    assert!(
+        docs[0]["MessageAge"].as_f64().is_some_and(|a| a > 1e18),
+        "{}",
+        docs[0]
+    );
+}

@@ -161,6 +161,16 @@ pub enum LedgerError {
         /// What went wrong, with the SDK's whole context.
         message: String,
     },
+    /// Refused for this input (DynamoDB's `ValidationException`: a task id over the 2,048-byte
+    /// key limit, for instance): no retry and no redeploy fixes it, so the engine treats the
+    /// record as poison, with this as its reason.
+    #[error("DynamoDB {operation} refused the input: {message}")]
+    Invalid {
+        /// The API operation.
+        operation: &'static str,
+        /// What DynamoDB said.
+        message: String,
+    },
     /// An item that is not what the ledger writes.
     #[error("DynamoDB {operation}: unreadable ledger item: {message}")]
     Corrupt {
@@ -179,6 +189,10 @@ impl LedgerError {
         R: crate::error::HttpStatus + fmt::Debug,
     {
         let message = crate::error::describe(e);
+        let code = e.as_service_error().and_then(|s| s.code());
+        if code == Some("ValidationException") {
+            return Self::Invalid { operation, message };
+        }
         match crate::error::classify(e) {
             crate::error::Retry::Retryable => Self::Retryable { operation, message },
             crate::error::Retry::Permanent => Self::Permanent { operation, message },
@@ -203,6 +217,11 @@ impl LedgerError {
     /// Whether the same call may succeed later.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Retryable { .. })
+    }
+
+    /// Whether the input itself was refused, so the record can never be guarded.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self, Self::Invalid { .. })
     }
 }
 

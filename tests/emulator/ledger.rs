@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use mailroom_lambda::clock::{Clock, ManualClock, SystemClock};
 use mailroom_lambda::ledger::{Lease, State};
+use mailroom_lambda::poison::REASON_ATTRIBUTE;
 use mailroom_lambda::{Cause, Failure, Message, Outcome};
 
 use crate::helpers::{LambdaBed, TestBed, envelope};
@@ -213,6 +214,63 @@ async fn the_engine_records_failure_poison_and_success_with_their_reasons() {
     let retry = get("task-retry").await;
     assert_eq!((retry.state, retry.attempts), (State::Succeeded, 2));
     assert_eq!(retry.last_error.as_deref(), Some("payments API 503"));
+}
+
+#[tokio::test]
+async fn a_task_id_the_ledger_refuses_is_poison_with_its_reason_not_retried_forever() {
+    // GIVEN a task id over DynamoDB's 2,048-byte key limit (the envelope's MessageId), and an
+    // ordinary task beside it
+    let bed = TestBed::new().await;
+    let ledger = bed.ledger(Arc::new(SystemClock)).await;
+    let (queue, dlq) = bed.queue_with_dlq("huge-key", 5, 30).await;
+    let (engine, _) = bed.engine(|c| {
+        c.consumer = "billing".into();
+        c.backoff = None;
+    });
+    let engine = engine.with_ledger(ledger.clone());
+    let huge = "t".repeat(3000);
+    bed.send(&queue, &envelope(&huge, &order_json("o-huge", 5)), &[])
+        .await;
+    bed.send(
+        &queue,
+        &envelope("task-fine", &order_json("o-fine", 5)),
+        &[],
+    )
+    .await;
+    let ran = std::sync::Mutex::new(Vec::new());
+    let handler = |m: Message<Order>| {
+        ran.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(m.payload.order_id.clone());
+        async { Ok(()) }
+    };
+
+    // WHEN the batch runs
+    let run = bed.invoke(&queue, &engine, handler).await;
+
+    // THEN the refused task never ran and went to the DLQ now, carrying the ledger's reason;
+    // the other task ran and succeeded; nothing is left to come back
+    assert_eq!(ran.into_inner().unwrap_or_default(), ["o-fine"]);
+    assert!(
+        run.report.failed_ids().is_empty(),
+        "{:?}",
+        run.report.records
+    );
+    let dead = bed.drain_visible(&dlq, 10).await;
+    assert_eq!(dead.len(), 1);
+    let reason = dead[0]
+        .message_attributes()
+        .and_then(|a| a.get(REASON_ATTRIBUTE))
+        .and_then(|v| v.string_value())
+        .expect("a reason on the DLQ copy");
+    assert!(reason.starts_with("ledger: DynamoDB"), "{reason}");
+    let fine = ledger
+        .get("task-fine", "billing")
+        .await
+        .expect("ledger")
+        .expect("entry");
+    assert_eq!(fine.state, State::Succeeded);
+    assert_eq!(bed.depth(&queue).await, (0, 0));
 }
 
 #[tokio::test]
