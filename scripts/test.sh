@@ -10,3 +10,5 @@ scripts/check-template.sh
 cargo build --workspace --bins
 cargo test --workspace --all-targets
 cargo test --workspace --doc
+# The three library crates package and build on their own, as published.
+cargo package --quiet --allow-dirty -p mailroom-lambda -p mailroom-ops -p mailroom-local
