@@ -90,10 +90,10 @@ async fn one_at_a_time(
 }
 
 fn setting(var: &str, default: usize) -> usize {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    mailroom_lambda::Env::process()
+        .number(var)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map_or(default, |n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 #[allow(clippy::cast_precision_loss, reason = "message counts are small")]
@@ -169,7 +169,8 @@ async fn main() {
     let calls = port.calls();
     ratios.sort_by(f64::total_cmp);
 
-    let emulator = if std::env::var("MAILROOM_MOTO_STOCK_SQS").as_deref() == Ok("1") {
+    let stock = mailroom_lambda::Env::process().string("MAILROOM_MOTO_STOCK_SQS");
+    let emulator = if stock.as_deref() == Some("1") {
         "stock moto"
     } else {
         "moto without its per-message queue scans"

@@ -103,16 +103,21 @@ async fn load(dynamodb: &aws_sdk_dynamodb::Client, table: &str, total: usize, st
 #[tokio::main]
 async fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
-    let sizes: Vec<usize> = std::env::var("MAILROOM_BENCH_LEDGER_ITEMS")
-        .ok()
-        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
-        .unwrap_or_else(|| {
-            if quick {
-                vec![100, 1_000]
-            } else {
-                vec![100, 100_000]
-            }
-        });
+    let sizes: Vec<usize> = mailroom_lambda::Env::process()
+        .list("MAILROOM_BENCH_LEDGER_ITEMS")
+        .iter()
+        .map(|x| {
+            x.parse()
+                .expect("MAILROOM_BENCH_LEDGER_ITEMS: whole numbers")
+        })
+        .collect();
+    let sizes = Some(sizes).filter(|s| !s.is_empty()).unwrap_or_else(|| {
+        if quick {
+            vec![100, 1_000]
+        } else {
+            vec![100, 100_000]
+        }
+    });
     if quick {
         println!("(test mode: small sizes, figures not a measurement)");
     }

@@ -20,7 +20,9 @@ pub struct Moto {
 impl Moto {
     /// The project's venv: `MAILROOM_VENV`, else `.venv` under `root`.
     pub fn venv(root: &Path) -> PathBuf {
-        std::env::var_os("MAILROOM_VENV").map_or_else(|| root.join(".venv"), PathBuf::from)
+        mailroom_lambda::Env::process()
+            .string("MAILROOM_VENV")
+            .map_or_else(|| root.join(".venv"), PathBuf::from)
     }
 
     /// Starts moto from `venv` on a free port of 127.0.0.1 and waits until it answers.

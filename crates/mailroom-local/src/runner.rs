@@ -159,7 +159,12 @@ impl FunctionProcess {
             .arg(format!("127.0.0.1:{runtime}"))
             .arg(binary)
             .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env(
+                "PATH",
+                mailroom_lambda::Env::process()
+                    .raw("PATH")
+                    .unwrap_or_default(),
+            )
             .envs(env)
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);

@@ -17,13 +17,15 @@ pub fn endpoint() -> &'static str {
     static ENDPOINT: OnceLock<String> = OnceLock::new();
     static MOTO: OnceLock<Moto> = OnceLock::new();
     ENDPOINT.get_or_init(|| {
-        std::env::var("MAILROOM_TEST_ENDPOINT").unwrap_or_else(|_| {
-            let moto = MOTO.get_or_init(|| {
-                Moto::start(&Moto::venv(crate::workspace_root()))
-                    .expect("moto starts from the project venv: run scripts/setup.sh")
-            });
-            moto.endpoint().to_owned()
-        })
+        mailroom_lambda::Env::process()
+            .string("MAILROOM_TEST_ENDPOINT")
+            .unwrap_or_else(|| {
+                let moto = MOTO.get_or_init(|| {
+                    Moto::start(&Moto::venv(crate::workspace_root()))
+                        .expect("moto starts from the project venv: run scripts/setup.sh")
+                });
+                moto.endpoint().to_owned()
+            })
     })
 }
 
