@@ -174,3 +174,39 @@ async fn status_serves_the_api_over_http_on_loopback() {
     server.kill().expect("stops");
     server.wait().expect("reaped");
 }
+
+#[tokio::test]
+async fn against_a_loopback_emulator_no_credentials_or_region_are_needed_and_errors_are_one_line() {
+    // GIVEN a clean environment: no AWS keys, no region, no profile, no home directory
+    let s = setup("cli-clean-env").await;
+    let clean = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mailroom"))
+            .arg("status")
+            .args(["--endpoint-url", s.endpoint])
+            .args(args)
+            .env_clear()
+            .stdin(Stdio::null())
+            .output()
+            .expect("mailroom runs")
+    };
+
+    // WHEN status reads the emulator's ledger, and then a table that does not exist
+    let ok = clean(&["--table", &s.table, "--json"]);
+    let missing = clean(&["--table", "no-such-table"]);
+
+    // THEN the first works with the CLI's own dummy credentials and local region, and the
+    // second fails with one readable line: no Debug dump, no backtrace
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.starts_with("mailroom: "), "{err}");
+    assert!(
+        !err.contains("Caused by") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
