@@ -114,9 +114,12 @@ def env(api_port, webhook_port, function="notifier"):
         "NOTIFIER_CALLBACK_FIELD": "",
         "NOTIFIER_SIGNING_SECRET": "whsec_measure",
         "NOTIFIER_ALLOW_PRIVATE_DESTINATIONS": "true",
-        # What the other functions need to finish their cold start (none of it is reached).
-        "MAILROOM_LEDGER_TABLE": "mailroom-ledger",
-        "MAILROOM_REPLAY_ALLOWLIST": "mailroom-notifier-dlq,mailroom-notifier",
+        # What the operations functions need to finish their cold start (none of it is
+        # reached). Only them: a ledger table would turn the notifier's idempotency on, against
+        # a DynamoDB that is not there.
+        **({"MAILROOM_LEDGER_TABLE": "mailroom-ledger"} if function == "task-monitor" else {}),
+        **({"MAILROOM_REPLAY_ALLOWLIST": "mailroom-notifier-dlq,mailroom-notifier"}
+           if function == "dlq-replay" else {}),
     }
 
 

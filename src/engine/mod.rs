@@ -154,7 +154,11 @@ impl<Q: QueuePort> Engine<Q> {
         Fut: Future<Output = Result<(), Failure>>,
     {
         let deadline = Deadline::from_context(&event.context);
-        self.process_json(event.payload.get(), deadline, handler)
+        let records =
+            event::parse(event.payload.get()).map_err(|e| EngineError::Malformed(e.to_string()))?;
+        // The raw text is done with: free it before the records run, not after.
+        drop(event);
+        self.process_incoming(records, deadline, handler)
             .await
             .map(|r| r.response)
     }
