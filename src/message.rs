@@ -271,8 +271,21 @@ pub fn envelope_message(body: &str) -> Option<String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub(crate) enum EnvelopeType {
     Notification,
+    SubscriptionConfirmation,
+    UnsubscribeConfirmation,
     #[serde(other)]
     Other,
+}
+
+impl EnvelopeType {
+    /// The name of an SNS control message type: SNS talking to the subscriber, not an event.
+    fn control(self) -> Option<&'static str> {
+        match self {
+            Self::SubscriptionConfirmation => Some("SubscriptionConfirmation"),
+            Self::UnsubscribeConfirmation => Some("UnsubscribeConfirmation"),
+            Self::Notification | Self::Other => None,
+        }
+    }
 }
 
 /// The SNS notification envelope as SNS writes it into an SQS body.
@@ -308,6 +321,12 @@ impl SnsEnvelope {
     /// A raw JSON payload that merely mentions `TopicArn` is still raw unless it has the
     /// envelope's shape and `"Type": "Notification"`.
     pub(crate) fn detect(body: &str) -> Option<Self> {
+        Self::read(body).filter(|e| e.kind == EnvelopeType::Notification)
+    }
+
+    /// Parses `body` as any SNS envelope (a notification or a control message), or `None`
+    /// when it is a raw payload.
+    fn read(body: &str) -> Option<Self> {
         let trimmed = body.trim_start();
         if !trimmed.starts_with('{') {
             return None;
@@ -317,30 +336,8 @@ impl SnsEnvelope {
         if !starts_as_notification(trimmed) && !body.contains("\"TopicArn\"") {
             return None;
         }
-        serde_json::from_str::<Self>(body)
-            .ok()
-            .filter(|e| e.kind == EnvelopeType::Notification)
+        serde_json::from_str::<Self>(body).ok()
     }
-}
-
-/// The SNS control message types: SNS talking to the subscriber, never an event.
-const CONTROL_TYPES: [&str; 2] = ["SubscriptionConfirmation", "UnsubscribeConfirmation"];
-
-/// The type of an SNS control message (`SubscriptionConfirmation`, `UnsubscribeConfirmation`),
-/// or `None` for anything else. Only bodies that name one pay for a parse.
-pub(crate) fn sns_control_type(body: &str) -> Option<&'static str> {
-    #[derive(Deserialize)]
-    struct Control<'a> {
-        #[serde(rename = "Type", borrow)]
-        kind: std::borrow::Cow<'a, str>,
-        #[serde(rename = "TopicArn")]
-        _topic_arn: std::borrow::Cow<'a, str>,
-    }
-    if !body.trim_start().starts_with('{') || !body.contains("Confirmation\"") {
-        return None;
-    }
-    let control: Control<'_> = serde_json::from_str(body).ok()?;
-    CONTROL_TYPES.into_iter().find(|t| *t == control.kind)
 }
 
 /// Whether `body` (trimmed, starting `{`) opens with `"Type" : "Notification"`, in any spacing.
@@ -442,7 +439,10 @@ impl Received {
         let sent_at_ms = attributes.get("SentTimestamp").and_then(|v| v.parse().ok());
         let group_id = attributes.get("MessageGroupId").cloned();
 
-        let envelope = body.as_deref().and_then(SnsEnvelope::detect);
+        // One read of the envelope tells a notification from a control message.
+        let envelope = body.as_deref().and_then(SnsEnvelope::read);
+        let control = envelope.as_ref().and_then(|e| e.kind.control());
+        let envelope = envelope.filter(|e| e.kind == EnvelopeType::Notification);
         let (sns, payload) = match envelope {
             Some(env) => (
                 Some(SnsMeta {
@@ -475,10 +475,6 @@ impl Received {
             .map(str::to_owned);
         let payload_text = payload.as_deref().or(body.as_deref());
         meta.task_id = resolve_task_id(&meta, task_id, payload_text);
-        let control = match (&meta.sns, body.as_deref()) {
-            (None, Some(body)) => sns_control_type(body),
-            _ => None,
-        };
         Self {
             meta: Arc::new(meta),
             body,
