@@ -9,7 +9,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mailroom_lambda::SqsQueues;
 use mailroom_lambda::backoff::BackoffPolicy;
 use mailroom_lambda::sqs::QueueUrl;
-use mailroom_ops::replay::{Allowlist, Filter, ReplayReport, ReplayRequest, replay_with_progress};
+use mailroom_ops::replay::{
+    Allowlist, Filter, ReplayError, ReplayReport, ReplayRequest, replay_with_progress,
+};
 
 /// Options of `mailroom replay`.
 #[derive(Debug, clap::Args)]
@@ -82,7 +84,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let source = resolve(&sqs, &args.source).await?;
     let target = match &args.target {
         Some(t) => Some(resolve(&sqs, t).await?),
-        None => None,
+        // Naming a DLQ names its redrive source: the queue the README's first line replays to.
+        None => redrive_source(&sqs, &source).await?,
     };
     let parking_lot = match &args.parking_lot {
         Some(p) => Some(resolve(&sqs, p).await?),
@@ -138,7 +141,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             r.moved, r.parked, r.failed
         ));
     })
-    .await?;
+    .await
+    .map_err(|e| match e {
+        ReplayError::NotAllowed(queue) => anyhow::anyhow!(
+            "queue {queue} is not on the replay allowlist: name it with --target or \
+             --parking-lot, or add it to --allow (MAILROOM_REPLAY_ALLOWLIST)"
+        ),
+        ReplayError::AmbiguousTarget { dlq, sources } => anyhow::anyhow!(
+            "{dlq} is the DLQ of {sources} queues: name the one to replay to with --target"
+        ),
+        other => other.into(),
+    })?;
     bar.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -157,6 +170,25 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The queue whose RedrivePolicy names `dlq`, when exactly one does; otherwise none, and the
+/// replay asks for `--target`.
+async fn redrive_source(
+    sqs: &aws_sdk_sqs::Client,
+    dlq: &QueueUrl,
+) -> anyhow::Result<Option<QueueUrl>> {
+    let sources = sqs
+        .list_dead_letter_source_queues()
+        .queue_url(dlq.as_str())
+        .send()
+        .await
+        .with_context(|| format!("looking up the queues whose DLQ is {dlq}"))?
+        .queue_urls;
+    match <[String; 1]>::try_from(sources) {
+        Ok([only]) => Ok(Some(only.parse().map_err(anyhow::Error::msg)?)),
+        Err(_) => Ok(None),
+    }
 }
 
 /// A queue URL, or a name looked up with GetQueueUrl.
@@ -226,6 +258,20 @@ fn confirm(source: &QueueUrl, target: Option<&QueueUrl>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The first `max` characters of `text` on one line: control characters escaped.
+fn printable(text: &str, max: usize) -> String {
+    text.chars()
+        .take(max)
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn print_report(r: &ReplayReport) {
     let mode = if r.dry_run { "dry run" } else { "replay" };
     println!("{mode}: {} → {}", r.source, r.target);
@@ -257,6 +303,17 @@ fn print_report(r: &ReplayReport) {
     }
     for (reason, n) in &r.by_reason {
         println!("  {n:>6}  {reason}");
+    }
+    if !r.samples.is_empty() {
+        println!("  samples:");
+    }
+    for s in &r.samples {
+        println!(
+            "    {}  {}  {}",
+            s.message_id,
+            s.reason.as_deref().unwrap_or("(no reason)"),
+            printable(&s.body, 80)
+        );
     }
     for f in &r.failures {
         println!(

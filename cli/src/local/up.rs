@@ -135,13 +135,21 @@ pub(super) async fn up(common: Common) -> anyhow::Result<()> {
             pipeline.endpoint, topic
         );
     }
+    println!("{}", environment_block(&pipeline.endpoint));
     let inbox = subscribe_inbox(&pipeline, &common.stack).await?;
     let consumers = consumer_queues(&pipeline).await;
     let mut alert_count = 0usize;
     let mut last = String::new();
+    // SIGINT, SIGTERM and SIGHUP all stop it cleanly; SIGKILL leaves the cleanup to the
+    // reaper's watchdog (`mailroom_local::reaper`).
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut hangup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            _ = hangup.recv() => break,
             () = tokio::time::sleep(Duration::from_secs(2)) => {
                 for a in alerts(&pipeline, &inbox).await {
                     alert_count += 1;
@@ -155,8 +163,19 @@ pub(super) async fn up(common: Common) -> anyhow::Result<()> {
             }
         }
     }
+    println!("mailroom local: stopping");
     pipeline.down().await;
     Ok(())
+}
+
+/// The shell lines that point the AWS CLI, boto3 and the SDKs at the emulator.
+pub(super) fn environment_block(endpoint: &str) -> String {
+    format!(
+        "for the AWS CLI, boto3 and the SDKs:\n  export AWS_ENDPOINT_URL={endpoint}\n  \
+         export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing\n  \
+         export AWS_REGION={region} AWS_DEFAULT_REGION={region}",
+        region = mailroom_local::REGION
+    )
 }
 
 /// Each consumer function: (logical id, its source queue's logical id, its DLQ's logical id).
@@ -203,42 +222,107 @@ pub(super) async fn consumer_queues(p: &Pipeline) -> Vec<(String, String, Option
     out
 }
 
-/// One line: published (as the monitor's queue saw them), then per consumer: in flight,
-/// succeeded, retried, dead-lettered; and the alerts so far.
+/// What one consumer's counts are, each for what it is.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct ConsumerCounts {
+    pub(super) binary: String,
+    /// Visible in the source queue now.
+    pub(super) queued: u64,
+    /// Received and not yet deleted or returned.
+    pub(super) in_flight: u64,
+    /// Records the function finished with, so the poller deleted them: done, or sent to the DLQ
+    /// by the engine (a poison record is finished too).
+    pub(super) deleted: u64,
+    /// Records the function listed as failed, returned to the queue for another try.
+    pub(super) returned: u64,
+    /// The DLQ's depth now (it falls when a replay moves messages back).
+    pub(super) dlq_now: u64,
+    /// Records that arrived replayed from the DLQ.
+    pub(super) replayed_in: u64,
+}
+
+/// One line: the tasks the monitor has registered, then per consumer what its queue and
+/// function did; and the alerts so far.
+pub(super) fn format_summary(registered: u64, consumers: &[ConsumerCounts], alerts: usize) -> String {
+    let mut parts = vec![format!("monitor registered {registered}")];
+    for c in consumers {
+        parts.push(format!(
+            "{}: {} queued, {} in flight, {} deleted (done or to DLQ), {} returned for retry, \
+             DLQ holds {}, {} replayed in",
+            c.binary, c.queued, c.in_flight, c.deleted, c.returned, c.dlq_now, c.replayed_in
+        ));
+    }
+    parts.push(format!("alerts {alerts}"));
+    format!("  {}", parts.join(" · "))
+}
+
+/// [`format_summary`] of the pipeline now.
 pub(super) async fn live_summary(
     p: &Pipeline,
     consumers: &[(String, String, Option<String>)],
     alerts: usize,
 ) -> String {
-    let published = p
+    let registered = p
         .functions
         .get("TaskMonitorFunction")
         .map_or(0, |m| m.counters.records.load(Ordering::Relaxed));
-    let mut parts = vec![format!("published {published}")];
+    let mut counts = Vec::new();
     for (id, queue, dlq) in consumers {
         if id == "TaskMonitorFunction" {
             continue;
         }
         let c = &p.functions[id].counters;
-        let (visible, in_flight) = p.depth(queue).await;
-        let dead = match dlq {
+        let (queued, in_flight) = p.depth(queue).await;
+        let dlq_now = match dlq {
             Some(d) => {
                 let (v, f) = p.depth(d).await;
                 v + f
             }
             None => 0,
         };
-        parts.push(format!(
-            "{}: {} queued, {in_flight} in flight, {} done, {} retried, {dead} dead-lettered, {} replayed in",
-            p.functions[id].spec.binary,
-            visible,
-            c.succeeded.load(Ordering::Relaxed),
-            c.retried.load(Ordering::Relaxed),
-            c.replayed.load(Ordering::Relaxed),
-        ));
+        counts.push(ConsumerCounts {
+            binary: p.functions[id].spec.binary.clone(),
+            queued,
+            in_flight,
+            deleted: c.succeeded.load(Ordering::Relaxed),
+            returned: c.retried.load(Ordering::Relaxed),
+            dlq_now,
+            replayed_in: c.replayed.load(Ordering::Relaxed),
+        });
     }
-    parts.push(format!("alerts {alerts}"));
-    format!("  {}", parts.join(" · "))
+    format_summary(registered, &counts, alerts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_live_count_is_labelled_for_what_it_is() {
+        // Issue 12, point 5: on 6b129e9 the line read "published 7 · notifier: … 5 done, …
+        // 2 dead-lettered": "done" counted the dead-lettered too, "dead-lettered" was the DLQ's
+        // depth now (0 after a replay) and "published" was what the monitor had seen so far.
+        let line = format_summary(
+            7,
+            &[ConsumerCounts {
+                binary: "notifier".into(),
+                queued: 1,
+                in_flight: 2,
+                deleted: 5,
+                returned: 3,
+                dlq_now: 0,
+                replayed_in: 2,
+            }],
+            1,
+        );
+        assert_eq!(
+            line,
+            "  monitor registered 7 · notifier: 1 queued, 2 in flight, 5 deleted (done or to DLQ), \
+             3 returned for retry, DLQ holds 0, 2 replayed in · alerts 1"
+        );
+        assert!(!line.contains("published"));
+        assert!(!line.contains(" done,"));
+    }
 }
 
 /// A queue subscribed (raw) to the alerts topic, to show alerts as they go out.

@@ -13,6 +13,7 @@
 pub mod event_source;
 mod moto;
 pub mod pipeline;
+pub mod reaper;
 pub mod resources;
 pub mod runner;
 pub mod template;

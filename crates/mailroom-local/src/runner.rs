@@ -76,14 +76,122 @@ pub enum InvokeError {
     Transport(String),
 }
 
-/// One function binary under its own emulator instance, on two loopback ports.
+/// One function binary under its own emulator instance, on two loopback ports. When the
+/// instance dies (the emulator or the function killed), [`FunctionProcess::ensure_running`]
+/// starts a new one, as Lambda replaces a failed execution environment.
 #[derive(Debug)]
 pub struct FunctionProcess {
-    child: Mutex<tokio::process::Child>,
+    launch: Launch,
+    instance: Mutex<Instance>,
     /// One invocation at a time, as in a Lambda execution environment.
     busy: Mutex<()>,
-    api: u16,
     client: reqwest::Client,
+    restarts: AtomicU64,
+}
+
+/// What it takes to start an instance again.
+#[derive(Debug)]
+struct Launch {
+    rie: PathBuf,
+    binary: PathBuf,
+    env: BTreeMap<String, String>,
+    log: Option<std::fs::File>,
+}
+
+/// One running emulator instance.
+#[derive(Debug)]
+struct Instance {
+    child: tokio::process::Child,
+    api: u16,
+}
+
+impl Instance {
+    /// Whether the emulator process has exited (and why).
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Waits until the emulator listens, or fails if it exits first.
+    async fn settle(&mut self) -> std::io::Result<()> {
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(std::io::Error::other(format!(
+                    "the emulator exited: {status}"
+                )));
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.api))
+                .await
+                .is_ok()
+            {
+                // Both servers bind at start: if the other one failed, the process is gone.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if let Some(status) = self.child.try_wait()? {
+                    return Err(std::io::Error::other(format!(
+                        "the emulator exited: {status}"
+                    )));
+                }
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(std::io::Error::other(
+            "the emulator did not listen within 10 s",
+        ))
+    }
+}
+
+impl Launch {
+    /// Starts an instance and waits until it listens. A port can still be taken between the
+    /// check and the bind: start again on new ports when the emulator exits at once.
+    async fn start(&self) -> std::io::Result<Instance> {
+        let mut last = None;
+        for _ in 0..5 {
+            let mut instance = self.spawn()?;
+            match instance.settle().await {
+                Ok(()) => return Ok(instance),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("the emulator did not start")))
+    }
+
+    fn spawn(&self) -> std::io::Result<Instance> {
+        let (api, runtime) = (free_port()?, free_port()?);
+        let mut command = tokio::process::Command::new(&self.rie);
+        command
+            .arg("--runtime-interface-emulator-address")
+            .arg(format!("127.0.0.1:{api}"))
+            .arg("--runtime-api-address")
+            .arg(format!("127.0.0.1:{runtime}"))
+            .arg(&self.binary)
+            .env_clear()
+            .env(
+                "PATH",
+                mailroom_lambda::Env::process()
+                    .raw("PATH")
+                    .unwrap_or_default(),
+            )
+            .envs(&self.env)
+            .stdin(std::process::Stdio::null())
+            // The emulator and the function it starts die with this process, however it ends.
+            .process_group(crate::reaper::group()?)
+            .kill_on_drop(true);
+        match &self.log {
+            Some(file) => {
+                command.stdout(file.try_clone()?).stderr(file.try_clone()?);
+            }
+            None => {
+                command
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null());
+            }
+        }
+        Ok(Instance {
+            child: command.spawn()?,
+            api,
+        })
+    }
 }
 
 impl FunctionProcess {
@@ -98,113 +206,74 @@ impl FunctionProcess {
         env: &BTreeMap<String, String>,
         log: Option<std::fs::File>,
     ) -> std::io::Result<Self> {
-        // A port can still be taken between the check and the bind: start again on new ports
-        // when the emulator exits at once.
-        let mut last = None;
-        for _ in 0..5 {
-            let log = match &log {
-                Some(f) => Some(f.try_clone()?),
-                None => None,
-            };
-            let process = Self::spawn(rie, binary, env, log)?;
-            match process.settle().await {
-                Ok(()) => return Ok(process),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| std::io::Error::other("the emulator did not start")))
-    }
-
-    /// Waits until the emulator listens, or fails if it exits first.
-    async fn settle(&self) -> std::io::Result<()> {
-        let started = std::time::Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            if let Some(status) = self.child.lock().await.try_wait()? {
-                return Err(std::io::Error::other(format!(
-                    "the emulator exited: {status}"
-                )));
-            }
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.api))
-                .await
-                .is_ok()
-            {
-                // Both servers bind at start: if the other one failed, the process is gone.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                if let Some(status) = self.child.lock().await.try_wait()? {
-                    return Err(std::io::Error::other(format!(
-                        "the emulator exited: {status}"
-                    )));
-                }
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Err(std::io::Error::other(
-            "the emulator did not listen within 10 s",
-        ))
-    }
-
-    fn spawn(
-        rie: &Path,
-        binary: &Path,
-        env: &BTreeMap<String, String>,
-        log: Option<std::fs::File>,
-    ) -> std::io::Result<Self> {
-        let (api, runtime) = (free_port()?, free_port()?);
-        let mut command = tokio::process::Command::new(rie);
-        command
-            .arg("--runtime-interface-emulator-address")
-            .arg(format!("127.0.0.1:{api}"))
-            .arg("--runtime-api-address")
-            .arg(format!("127.0.0.1:{runtime}"))
-            .arg(binary)
-            .env_clear()
-            .env(
-                "PATH",
-                mailroom_lambda::Env::process()
-                    .raw("PATH")
-                    .unwrap_or_default(),
-            )
-            .envs(env)
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true);
-        match log {
-            Some(file) => {
-                let copy = file.try_clone()?;
-                command.stdout(file).stderr(copy);
-            }
-            None => {
-                command
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null());
-            }
-        }
+        let launch = Launch {
+            rie: rie.to_path_buf(),
+            binary: binary.to_path_buf(),
+            env: env.clone(),
+            log,
+        };
+        let instance = launch.start().await?;
         Ok(Self {
-            child: Mutex::new(command.spawn()?),
+            launch,
+            instance: Mutex::new(instance),
             busy: Mutex::new(()),
-            api,
             client: mailroom_lambda::aws::http_client_builder()
                 .build()
                 .map_err(std::io::Error::other)?,
+            restarts: AtomicU64::new(0),
         })
+    }
+
+    /// The emulator's process id, while it runs.
+    pub async fn pid(&self) -> Option<u32> {
+        self.instance.lock().await.child.id()
+    }
+
+    /// How many times a dead instance was replaced.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Replaces the instance if it has died; true when it did. Pollers call this before they
+    /// take a batch, so no batch goes to a dead instance.
+    ///
+    /// # Errors
+    /// When a new instance cannot start (the caller tries again later, taking no batch).
+    pub async fn ensure_running(&self) -> std::io::Result<bool> {
+        let _no_invocation_meanwhile = self.busy.lock().await;
+        let mut instance = self.instance.lock().await;
+        let Some(status) = instance.exited() else {
+            return Ok(false);
+        };
+        tracing::warn!(
+            binary = %self.launch.binary.display(),
+            %status,
+            "the function's emulator died; starting a new instance, as Lambda replaces an execution environment"
+        );
+        *instance = self.launch.start().await?;
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
     }
 
     /// Invokes the function with `event`, waiting up to 20 s for the emulator to come up.
     ///
     /// # Errors
-    /// A function error, or the emulator not answering.
+    /// A function error, or the emulator not answering (at once when its process is gone).
     pub async fn invoke(&self, event: &Value) -> Result<Value, InvokeError> {
         let _one_at_a_time = self.busy.lock().await;
-        let url = format!(
-            "http://127.0.0.1:{}/2015-03-31/functions/function/invocations",
-            self.api
-        );
+        let api = self.instance.lock().await.api;
+        let url = format!("http://127.0.0.1:{api}/2015-03-31/functions/function/invocations");
         let body = serde_json::to_vec(event).map_err(|e| InvokeError::Transport(e.to_string()))?;
         let started = std::time::Instant::now();
         let response = loop {
             match self.client.post(&url).body(body.clone()).send().await {
                 Ok(r) => break r,
                 Err(e) if e.is_connect() && started.elapsed() < Duration::from_secs(20) => {
+                    if let Some(status) = self.instance.lock().await.exited() {
+                        return Err(InvokeError::Transport(format!(
+                            "the emulator is gone ({status})"
+                        )));
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Err(e) => return Err(InvokeError::Transport(e.to_string())),
@@ -236,7 +305,7 @@ impl FunctionProcess {
 
     /// Stops the emulator and the function.
     pub async fn stop(&self) {
-        let _ = self.child.lock().await.kill().await;
+        let _ = self.instance.lock().await.child.kill().await;
     }
 }
 
@@ -282,6 +351,12 @@ pub async fn poll(
     let window =
         Duration::from_secs(u64::try_from(source.batching_window_secs).unwrap_or(0)) / speed.max(1);
     loop {
+        // Lambda takes no batch for an execution environment that is gone: replace it first.
+        if let Err(e) = function.ensure_running().await {
+            tracing::warn!(error = %e, queue = %source.queue, "the function cannot start; taking no batch");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
         let mut event = match events.receive().await {
             Ok(e) => e,
             Err(e) => {
@@ -406,9 +481,16 @@ pub async fn schedule(
 ) {
     let period = (period / speed.max(1)).max(Duration::from_millis(100));
     let mut ticks = tokio::time::interval(period);
+    // A sweep that outlasts its period is not followed by the missed ones back to back: the
+    // next waits a whole period (and invocations of one instance never overlap).
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
     loop {
         ticks.tick().await;
+        if let Err(e) = function.ensure_running().await {
+            tracing::warn!(%rule, error = %e, "the function cannot start; skipping this tick");
+            continue;
+        }
         Counters::add(&counters.scheduled, 1);
         if let Err(e) = function.invoke(&scheduled_event(&rule)).await {
             tracing::warn!(%rule, error = %e, "scheduled invocation failed");
