@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::backoff::BackoffPolicy;
 use crate::config::{ConfigError, Env};
 use crate::message::{TASK_ID_FORMS, TaskIdSource};
-use crate::sqs::{DEFAULT_MAX_MESSAGE_BYTES, QueueUrl};
+use crate::sqs::QueueUrl;
 use crate::telemetry::MetricsSink;
 
 /// What a failure does to the rest of a FIFO batch.
@@ -40,8 +40,9 @@ pub struct EngineConfig {
     pub dlq_url: Option<QueueUrl>,
     /// Where the task id comes from (`MAILROOM_TASK_ID`).
     pub task_id: TaskIdSource,
-    /// SQS's message size limit (`MAILROOM_MAX_MESSAGE_BYTES`, default 262144).
-    pub max_message_bytes: usize,
+    /// The DLQ's message size limit: by default (none) its own `MaximumMessageSize`, read once
+    /// with the redrive policy; `MAILROOM_MAX_MESSAGE_BYTES` overrides it.
+    pub max_message_bytes: Option<usize>,
     /// The CloudWatch namespace (`MAILROOM_METRICS_NAMESPACE`, default `Mailroom`).
     pub namespace: String,
     /// Where EMF lines go.
@@ -65,7 +66,7 @@ impl Default for EngineConfig {
             backoff: Some(BackoffPolicy::default()),
             dlq_url: None,
             task_id: TaskIdSource::default(),
-            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_message_bytes: None,
             namespace: "Mailroom".to_owned(),
             metrics: MetricsSink::Stdout,
             jitter_seed: None,
@@ -114,9 +115,7 @@ impl EngineConfig {
             task_id: env
                 .parsed("MAILROOM_TASK_ID", TASK_ID_FORMS)?
                 .unwrap_or_default(),
-            max_message_bytes: env
-                .positive("MAILROOM_MAX_MESSAGE_BYTES")?
-                .map_or(d.max_message_bytes, size),
+            max_message_bytes: env.positive("MAILROOM_MAX_MESSAGE_BYTES")?.map(size),
             namespace: env
                 .string("MAILROOM_METRICS_NAMESPACE")
                 .unwrap_or(d.namespace),

@@ -21,8 +21,8 @@ where
                 Backoff::QueueDefault,
             );
         };
-        let dlq = match self.engine.dlq_url(source).await {
-            Ok(url) => url,
+        let dlq = match self.engine.dlq(source).await {
+            Ok(dlq) => dlq,
             Err(e) => {
                 tracing::error!(%reason, error = %e, "poison, but the DLQ is unknown; leaving it to redrive");
                 return fail(
@@ -43,9 +43,10 @@ where
             message_id: meta.message_id.as_deref(),
             group_id: meta.group_id.as_deref(),
             fifo: self.fifo,
-            max_bytes: self.engine.config.max_message_bytes,
+            max_bytes: dlq.max_bytes,
         }
         .build();
+        let dlq = dlq.url;
         match self.engine.queues.send(&dlq, message).await {
             Ok(()) => {
                 if annotation == Annotation::Full {

@@ -19,7 +19,12 @@ impl<Q: QueuePort> Engine<Q> {
         ledger_errors: u32,
     ) {
         let mut counts = [0u32; 6];
+        // Poison copies that could not carry their whole reason (the reason is in the log).
+        let mut reason_dropped = 0u32;
         for r in &report.records {
+            if let Outcome::Poisoned { annotation, .. } = &r.outcome {
+                reason_dropped += u32::from(*annotation != crate::poison::Annotation::Full);
+            }
             let slot = match &r.outcome {
                 Outcome::Succeeded => 0,
                 Outcome::Failed {
@@ -59,6 +64,11 @@ impl<Q: QueuePort> Engine<Q> {
             .metric("Skipped", Unit::Count, f64::from(skipped))
             .metric("Retried", Unit::Count, f64::from(retried))
             .metric("Poisoned", Unit::Count, f64::from(poisoned))
+            .metric(
+                "PoisonReasonTruncated",
+                Unit::Count,
+                f64::from(reason_dropped),
+            )
             .metric("Failed", Unit::Count, f64::from(failed))
             .metric(
                 "BatchDuration",

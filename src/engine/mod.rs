@@ -47,7 +47,15 @@ use run::{Done, RunCtx};
 #[derive(Debug, Default)]
 struct QueueInfo {
     url: OnceCell<QueueUrl>,
-    dlq: OnceCell<QueueUrl>,
+    dlq: OnceCell<Dlq>,
+}
+
+/// A source queue's DLQ, as the poison path needs it.
+#[derive(Debug, Clone)]
+pub(crate) struct Dlq {
+    pub(crate) url: QueueUrl,
+    /// The most a copy sent to it may hold, body and attributes together.
+    pub(crate) max_bytes: usize,
 }
 
 /// The batch engine. Build it once at cold start and reuse it for every invocation.
@@ -298,22 +306,36 @@ impl<Q: QueuePort> Engine<Q> {
             .cloned()
     }
 
-    /// The DLQ: from configuration, else the source queue's RedrivePolicy (cached).
-    async fn dlq_url(&self, source: &QueueArn) -> Result<QueueUrl, SqsError> {
-        if let Some(url) = &self.config.dlq_url {
-            return Ok(url.clone());
-        }
+    /// The DLQ: from configuration, else the source queue's RedrivePolicy; with its
+    /// `MaximumMessageSize` unless configured. Looked up once per source queue.
+    pub(crate) async fn dlq(&self, source: &QueueArn) -> Result<Dlq, SqsError> {
         let info = self.queue_info(source);
         info.dlq
             .get_or_try_init(|| async {
-                let url = self.source_url(source).await?;
-                let target = self.queues.dead_letter_target(&url).await?.ok_or_else(|| {
-                    SqsError::permanent(
-                        "GetQueueAttributes",
-                        format!("{source} has no RedrivePolicy and MAILROOM_DLQ_URL is not set"),
-                    )
-                })?;
-                self.queues.queue_url(&target).await
+                let url = match &self.config.dlq_url {
+                    Some(url) => url.clone(),
+                    None => {
+                        let url = self.source_url(source).await?;
+                        let target = self.queues.dead_letter_target(&url).await?.ok_or_else(|| {
+                            SqsError::permanent(
+                                "GetQueueAttributes",
+                                format!(
+                                    "{source} has no RedrivePolicy and MAILROOM_DLQ_URL is not set"
+                                ),
+                            )
+                        })?;
+                        self.queues.queue_url(&target).await?
+                    }
+                };
+                let max_bytes = match self.config.max_message_bytes {
+                    Some(bytes) => bytes,
+                    None => self.queues.maximum_message_size(&url).await.unwrap_or_else(|e| {
+                        // Every queue accepts the classic limit: a copy sized for it is safe.
+                        tracing::warn!(dlq = %url, error = %e, "the DLQ's MaximumMessageSize is unknown; sizing poison copies for 256 KiB");
+                        crate::sqs::DEFAULT_MAX_MESSAGE_BYTES
+                    }),
+                };
+                Ok(Dlq { url, max_bytes })
             })
             .await
             .cloned()

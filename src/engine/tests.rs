@@ -928,3 +928,88 @@ async fn hostile_timestamps_and_delays_saturate_instead_of_overflowing() {
         docs[0]
     );
 }
+
+/// A raw record whose body is `bytes` long, poisoned by the consumer.
+fn big_poison_event(bytes: usize) -> SqsEvent {
+    let mut event = raw_batch(1);
+    event.records[0].body = Some(format!(
+        r#"{{"order_id":"{}","amount_cents":0}}"#,
+        "x".repeat(bytes.saturating_sub(35))
+    ));
+    event.records[0].message_attributes.clear();
+    event
+}
+
+fn reason_of(sent: &crate::sqs::SentMessage) -> Option<&OutgoingValue> {
+    sent.message
+        .attributes
+        .get(crate::poison::REASON_ATTRIBUTE)
+        .map(|a| &a.value)
+}
+
+#[tokio::test]
+async fn a_poison_copy_follows_the_dlqs_maximum_message_size_read_once() {
+    // Issue 12, point 8: SQS accepts messages up to 1 MiB, but on 6b129e9 the engine assumed
+    // 256 KiB, so a poison copy between the two lost its reason.
+    // GIVEN a DLQ whose MaximumMessageSize is 1 MiB, and two batches each poisoning a
+    // 300 KiB record
+    let b = bed_with(
+        FakeQueues::new().with_maximum_message_size(1024 * 1024),
+        |_| {},
+    );
+    for _ in 0..2 {
+        b.engine
+            .process(big_poison_event(300 * 1024), Deadline::none(), validate)
+            .await
+            .expect("response");
+    }
+
+    // THEN both copies carry their reason, and the size was read once, with the redrive policy
+    let sent = b.queues.sent();
+    assert_eq!(sent.len(), 2);
+    for s in &sent {
+        assert_eq!(
+            reason_of(s),
+            Some(&OutgoingValue::Text("amount must be positive".into()))
+        );
+    }
+    assert_eq!(b.queues.size_lookups(), 1);
+    let docs = b.metrics.lock().expect("lock").clone();
+    assert_eq!(docs[0]["PoisonReasonTruncated"], 0.0);
+}
+
+#[tokio::test]
+async fn a_copy_that_cannot_carry_its_reason_still_reports_it_in_the_metric() {
+    // Issue 12, point 8: a copy that cannot carry its reason still gets it in the log and the
+    // metric.
+    // GIVEN a DLQ whose limit the body alone fills
+    let b = bed_with(FakeQueues::new().with_maximum_message_size(2048), |_| {});
+
+    // WHEN a 2,048-byte record is poison
+    let report = b
+        .engine
+        .process(big_poison_event(2048), Deadline::none(), validate)
+        .await
+        .expect("response");
+
+    // THEN the copy is in the DLQ without the reason, and the metric counts it
+    assert!(report.response.batch_item_failures.is_empty());
+    let sent = b.queues.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(reason_of(&sent[0]), None);
+    let docs = b.metrics.lock().expect("lock").clone();
+    assert_eq!(docs[0]["Poisoned"], 1.0);
+    assert_eq!(docs[0]["PoisonReasonTruncated"], 1.0);
+}
+
+#[tokio::test]
+async fn max_message_bytes_configured_overrides_the_queue() {
+    // GIVEN MAILROOM_MAX_MESSAGE_BYTES set: the queue's size is not read
+    let b = bed_with(FakeQueues::new(), |c| c.max_message_bytes = Some(4096));
+    b.engine
+        .process(big_poison_event(300), Deadline::none(), validate)
+        .await
+        .expect("response");
+    assert_eq!(b.queues.size_lookups(), 0);
+    assert!(reason_of(&b.queues.sent()[0]).is_some());
+}

@@ -75,6 +75,29 @@ impl QueuePort for SqsQueues {
         parse_redrive_target(policy).map(Some)
     }
 
+    async fn maximum_message_size(&self, queue: &QueueUrl) -> Result<usize, SqsError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(queue.as_str())
+            .attribute_names(QueueAttributeName::MaximumMessageSize)
+            .send()
+            .await
+            .map_err(|e| SqsError::from_sdk("GetQueueAttributes", &e))?;
+        let value = out
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::MaximumMessageSize))
+            .ok_or_else(|| {
+                SqsError::permanent("GetQueueAttributes", "no MaximumMessageSize in the answer")
+            })?;
+        value.parse().map_err(|_| {
+            SqsError::permanent(
+                "GetQueueAttributes",
+                format!("MaximumMessageSize `{value}` is not a number"),
+            )
+        })
+    }
+
     async fn send(&self, queue: &QueueUrl, message: OutgoingMessage) -> Result<(), SqsError> {
         let mut req = self
             .client

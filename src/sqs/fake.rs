@@ -20,6 +20,7 @@ struct State {
     visibility: Vec<Vec<VisibilityChange>>,
     url_lookups: usize,
     redrive_lookups: usize,
+    size_lookups: usize,
 }
 
 /// An in-memory queue service. Every queue has the URL `https://sqs.local/<name>` and,
@@ -31,6 +32,8 @@ pub struct FakeQueues {
     fail_visibility: bool,
     no_redrive: bool,
     discard: bool,
+    /// Every queue's `MaximumMessageSize`; none: SQS's default, 1 MiB.
+    maximum_message_size: Option<usize>,
 }
 
 impl FakeQueues {
@@ -66,6 +69,18 @@ impl FakeQueues {
     pub fn without_redrive(mut self) -> Self {
         self.no_redrive = true;
         self
+    }
+
+    /// Every queue's `MaximumMessageSize`: larger messages are refused, as SQS refuses them.
+    #[must_use]
+    pub fn with_maximum_message_size(mut self, bytes: usize) -> Self {
+        self.maximum_message_size = Some(bytes);
+        self
+    }
+
+    /// How many times a queue's `MaximumMessageSize` was read.
+    pub fn size_lookups(&self) -> usize {
+        self.state().size_lookups
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -111,9 +126,21 @@ impl QueuePort for FakeQueues {
             .map_err(|e| SqsError::permanent("GetQueueAttributes", e))
     }
 
+    async fn maximum_message_size(&self, _queue: &QueueUrl) -> Result<usize, SqsError> {
+        self.state().size_lookups += 1;
+        Ok(self.maximum_message_size.unwrap_or(super::SQS_MAX_MESSAGE_BYTES))
+    }
+
     async fn send(&self, queue: &QueueUrl, message: OutgoingMessage) -> Result<(), SqsError> {
         if self.fail_sends {
             return Err(SqsError::retryable("SendMessage", "injected fault"));
+        }
+        let limit = self.maximum_message_size.unwrap_or(super::SQS_MAX_MESSAGE_BYTES);
+        if message.size() > limit {
+            return Err(SqsError::permanent(
+                "SendMessage",
+                format!("Message must be shorter than {limit} bytes."),
+            ));
         }
         if !self.discard {
             self.state().sent.push(SentMessage {

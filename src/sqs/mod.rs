@@ -25,8 +25,11 @@ pub use fake::{FakeQueues, SentMessage};
 pub const MAX_BATCH_ENTRIES: usize = 10;
 /// SQS's limit on message attributes per message.
 pub const MAX_MESSAGE_ATTRIBUTES: usize = 10;
-/// SQS's classic limit on a message's size, body and attributes together (256 KiB).
+/// SQS's classic limit on a message's size, body and attributes together (256 KiB): the size
+/// assumed when a queue's own `MaximumMessageSize` cannot be read, since every queue accepts it.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// The most SQS accepts in one message, and a new queue's default `MaximumMessageSize` (1 MiB).
+pub const SQS_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
 /// A parsed SQS queue ARN, `arn:<partition>:sqs:<region>:<account>:<name>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -136,12 +139,38 @@ pub enum OutgoingValue {
     Binary(Vec<u8>),
 }
 
+/// Whether SQS accepts `c` in a body or an attribute value: #x9 | #xA | #xD | #x20–#xD7FF |
+/// #xE000–#xFFFD | #x10000–#x10FFFF (a Rust `char` is never a surrogate).
+pub fn sqs_accepts(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// `text` with every character SQS refuses replaced by U+FFFD, so a reason taken from a
+/// webhook's answer or a URL (`refused \0 \u{FFFE}`) cannot make the send it rides on fail.
+pub fn sanitise(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().all(sqs_accepts) {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        std::borrow::Cow::Owned(
+            text.chars()
+                .map(|c| if sqs_accepts(c) { c } else { '\u{FFFD}' })
+                .collect(),
+        )
+    }
+}
+
 impl OutgoingAttribute {
-    /// A `String` attribute.
+    /// A `String` attribute, with the characters SQS refuses replaced ([`sanitise`]): every
+    /// attribute the engine, the replay and the monitor write is made here.
     pub fn string(value: impl Into<String>) -> Self {
+        let value = value.into();
+        let value = match sanitise(&value) {
+            std::borrow::Cow::Borrowed(_) => value,
+            std::borrow::Cow::Owned(clean) => clean,
+        };
         Self {
             data_type: "String".to_owned(),
-            value: OutgoingValue::Text(value.into()),
+            value: OutgoingValue::Text(value),
         }
     }
 
@@ -284,6 +313,16 @@ pub trait QueuePort: Send + Sync {
         queue: &QueueUrl,
     ) -> impl Future<Output = Result<Option<QueueArn>, SqsError>> + Send;
 
+    /// The queue's `MaximumMessageSize` in bytes: the most a message sent to it may hold,
+    /// body and attributes together (1 MiB by default on new queues).
+    ///
+    /// # Errors
+    /// When the call fails.
+    fn maximum_message_size(
+        &self,
+        queue: &QueueUrl,
+    ) -> impl Future<Output = Result<usize, SqsError>> + Send;
+
     /// Sends one message.
     ///
     /// # Errors
@@ -326,6 +365,23 @@ pub fn parse_redrive_target(policy: &str) -> Result<QueueArn, SqsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attribute_text_keeps_what_sqs_accepts_and_replaces_the_rest() {
+        // Issue 12, point 7: NUL and U+FFFE are outside SQS's set; tab, newline, the last
+        // character before the surrogates, the private use area and the astral planes are in.
+        let kept = "tab\tnl\ncr\r \u{D7FF}\u{E000}\u{FFFD}\u{10000}\u{10FFFF}";
+        assert_eq!(sanitise(kept), kept);
+        assert!(matches!(sanitise(kept), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(
+            sanitise("a\0b\u{1}c\u{FFFE}d\u{FFFF}e\u{7F}"),
+            "a\u{FFFD}b\u{FFFD}c\u{FFFD}d\u{FFFD}e\u{7F}"
+        );
+        let OutgoingValue::Text(t) = OutgoingAttribute::string("x\0y").value else {
+            panic!("a string attribute");
+        };
+        assert_eq!(t, "x\u{FFFD}y");
+    }
 
     #[test]
     fn queue_arn_parses_and_knows_fifo() {

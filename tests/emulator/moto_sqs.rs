@@ -238,3 +238,121 @@ async fn the_test_beds_sqs_answers_as_motos_own_code_does() {
         ]
     );
 }
+
+/// The answers to sends SQS refuses: characters outside XML's set in a body or an attribute,
+/// and a message whose body plus attributes exceeds the queue's MaximumMessageSize.
+async fn hostile_sends(endpoint: &str) -> Vec<String> {
+    use aws_sdk_sqs::error::ProvideErrorMetadata;
+    use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+    let sqs = aws_sdk_sqs::Client::new(&local::emulator_config(endpoint).await);
+    let (queue, _) = local::create_queue(
+        &sqs,
+        &unique("strict"),
+        &[(QueueAttributeName::MaximumMessageSize, "1024".into())],
+    )
+    .await
+    .expect("queue");
+    let attr = |v: &str| {
+        MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(v)
+            .build()
+            .expect("attribute")
+    };
+    let answer = |r: Result<String, String>| r.unwrap_or_else(|code| format!("refused {code}"));
+    let mut seen = Vec::new();
+    let send = |body: String, attribute: Option<String>| {
+        let mut req = sqs.send_message().queue_url(queue.as_str()).message_body(body);
+        if let Some(v) = attribute {
+            req = req.message_attributes("reason", attr(&v));
+        }
+        async move {
+            req.send()
+                .await
+                .map(|_| "accepted".to_owned())
+                .map_err(|e| e.code().unwrap_or("?").to_owned())
+        }
+    };
+    seen.push(answer(send("nul \0 in the body".into(), None).await));
+    seen.push(answer(send("ok".into(), Some("refused \0 \u{FFFE} end".into())).await));
+    seen.push(answer(send("ok".into(), Some("all \u{D7FF}\u{E000}\u{10FFFF} fine".into())).await));
+    // 1,000 bytes of body fit in 1,024; with a 30-byte attribute the message does not.
+    seen.push(answer(send("x".repeat(1000), None).await));
+    seen.push(answer(send("x".repeat(1000), Some("y".repeat(30))).await));
+    // Characters count as their UTF-8 bytes: 400 × 'é' is 800 bytes, 600 × 'é' 1,200.
+    seen.push(answer(send("é".repeat(400), None).await));
+    seen.push(answer(send("é".repeat(600), None).await));
+    let batch = sqs
+        .send_message_batch()
+        .queue_url(queue.as_str())
+        .entries(
+            SendMessageBatchRequestEntry::builder()
+                .id("good")
+                .message_body("fine")
+                .build()
+                .expect("entry"),
+        )
+        .entries(
+            SendMessageBatchRequestEntry::builder()
+                .id("bad")
+                .message_body("bad \u{FFFF}")
+                .build()
+                .expect("entry"),
+        )
+        .send()
+        .await;
+    seen.push(match batch {
+        Ok(out) => format!(
+            "batch sent {:?} failed {:?}",
+            out.successful().iter().map(|s| s.id()).collect::<Vec<_>>(),
+            out.failed()
+                .iter()
+                .map(|f| format!("{}:{}:{}", f.id(), f.code(), f.sender_fault()))
+                .collect::<Vec<_>>()
+        ),
+        Err(e) => format!("batch refused {}", e.code().unwrap_or("?")),
+    });
+    seen
+}
+
+#[tokio::test]
+async fn the_test_beds_sqs_refuses_what_sqs_refuses_and_moto_accepts() {
+    // Issue 12, point 7: SQS refuses characters outside #x9 | #xA | #xD | #x20–#xD7FF |
+    // #xE000–#xFFFD | #x10000–#x10FFFF, and messages over MaximumMessageSize counting
+    // attributes; moto's own code checks neither, so tests could not see a refused DLQ send.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lax = Moto::start_with_env(&Moto::venv(root), &[("MAILROOM_MOTO_LAX_SQS", "1")])
+        .expect("moto with its own validation");
+
+    let strict = hostile_sends(endpoint()).await;
+    let own = hostile_sends(lax.endpoint()).await;
+
+    assert_eq!(
+        strict,
+        vec![
+            "refused InvalidMessageContents",
+            "refused InvalidParameterValue",
+            "accepted",
+            "accepted",
+            "refused InvalidParameterValue",
+            "accepted",
+            "refused InvalidParameterValue",
+            r#"batch sent ["good"] failed ["bad:InvalidMessageContents:true"]"#,
+        ]
+    );
+    // moto's own code accepts every one (it counts the body's characters, not the message's
+    // bytes): what the patch adds is exactly what SQS refuses and moto does not.
+    assert_eq!(
+        own,
+        vec![
+            "accepted",
+            "accepted",
+            "accepted",
+            "accepted",
+            "accepted",
+            "accepted",
+            "accepted",
+            r#"batch sent ["good", "bad"] failed []"#,
+        ]
+    );
+}

@@ -168,3 +168,39 @@ async fn a_failed_dlq_send_leaves_the_message_in_its_queue() {
     assert_eq!(report.response.batch_item_failures.len(), 1);
     assert_eq!(bed.depth(&queue).await, (0, 1));
 }
+
+#[tokio::test]
+async fn a_reason_with_characters_sqs_refuses_still_reaches_the_dlq() {
+    // Issue 12, point 7: `HTTP 400 from …: refused \0 \uFFFE end` as a poison reason made SQS
+    // refuse the DLQ send (on 6b129e9, and on the test bed's moto, which now refuses what SQS
+    // refuses), so the record was retried and re-sent to the webhook until redrive.
+    // GIVEN a queue with a DLQ and one message
+    let bed = TestBed::new().await;
+    let (queue, dlq) = bed.queue_with_dlq("hostile-reason", 5, 30).await;
+    bed.send(&queue, &order_json("o-1", 10), &[]).await;
+
+    // WHEN the consumer calls it poison with a reason quoting a webhook's answer
+    let (engine, _) = bed.engine(|_| {});
+    let run = bed
+        .invoke(&queue, &engine, |_m: Message<Order>| async move {
+            Err(Failure::poison(
+                "HTTP 400 from hooks.example: refused \0 \u{FFFE} end",
+            ))
+        })
+        .await;
+
+    // THEN the source is empty and the DLQ, read on the emulator, holds the copy with the
+    // reason, each refused character replaced by U+FFFD
+    assert!(run.report.response.batch_item_failures.is_empty());
+    assert_eq!(bed.depth(&queue).await, (0, 0));
+    let dead = bed.drain_visible(&dlq, 10).await;
+    assert_eq!(dead.len(), 1);
+    let reason = dead[0].message_attributes().expect("attributes")[REASON_ATTRIBUTE]
+        .string_value()
+        .expect("reason")
+        .to_owned();
+    assert_eq!(
+        reason,
+        "HTTP 400 from hooks.example: refused \u{FFFD} \u{FFFD} end"
+    );
+}

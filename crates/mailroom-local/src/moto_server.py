@@ -158,6 +158,97 @@ if os.environ.get("MAILROOM_MOTO_STOCK_SQS") != "1":
     _fast_sqs()
 
 
+def _strict_sqs():
+    """SQS refuses what moto accepts: characters outside XML's set in a body or an attribute,
+    and a message (body plus every attribute's name, type and value, in bytes) over the
+    queue's MaximumMessageSize. moto checks only the body's length, in characters. Here a
+    send is refused as SQS refuses it, and a batch entry fails alone, as in SQS."""
+    import base64
+    import re
+
+    from moto.sqs.exceptions import InvalidParameterValue, SQSException
+
+    # SQS's allowed set: #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF.
+    forbidden = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+    class InvalidMessageContents(SQSException):
+        def __init__(self, message):
+            super().__init__("InvalidMessageContents", message)
+
+    allowed = "#x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF"
+
+    def attribute_bytes(value):
+        if value.get("BinaryValue") is not None:
+            raw = value["BinaryValue"]
+            if isinstance(raw, str):
+                try:
+                    return len(base64.b64decode(raw))
+                except ValueError:
+                    return len(raw.encode("utf-8"))
+            return len(raw)
+        return len((value.get("StringValue") or "").encode("utf-8", "surrogatepass"))
+
+    def check(queue, body, attributes):
+        bad = forbidden.search(body or "")
+        if bad:
+            raise InvalidMessageContents(
+                f"Invalid binary character '#x{ord(bad.group()):X}' was found in the message body, "
+                f"the set of allowed characters is {allowed}"
+            )
+        size = len((body or "").encode("utf-8", "surrogatepass"))
+        for name, value in (attributes or {}).items():
+            if not isinstance(value, dict):
+                continue
+            text = value.get("StringValue")
+            if text is not None:
+                bad = forbidden.search(text)
+                if bad:
+                    raise InvalidParameterValue(
+                        f"Message (user) attribute '{name}' value contains invalid binary character "
+                        f"'#x{ord(bad.group()):X}'. You must use only the following supported "
+                        f"characters: {allowed}."
+                    )
+            size += len(name.encode("utf-8")) + len((value.get("DataType") or "").encode("utf-8"))
+            size += attribute_bytes(value)
+        limit = int(queue.maximum_message_size)
+        if size > limit:
+            raise InvalidParameterValue(
+                "One or more parameters are invalid. Reason: Message must be shorter than "
+                f"{limit} bytes."
+            )
+
+    backend = sqs.SQSBackend
+    send_message, send_message_batch = backend.send_message, backend.send_message_batch
+
+    def strict_send(self, queue_name, message_body, message_attributes=None, *args, **kwargs):
+        check(self.get_queue(queue_name), message_body, message_attributes)
+        return send_message(self, queue_name, message_body, message_attributes, *args, **kwargs)
+
+    def strict_batch(self, queue_name, entries):
+        queue = self.get_queue(queue_name)
+        good, failed = {}, []
+        for key, entry in entries.items():
+            try:
+                check(queue, entry.get("MessageBody"), entry.get("MessageAttributes"))
+                good[key] = entry
+            except SQSException as err:
+                failed.append(
+                    {"Id": entry["Id"], "SenderFault": True, "Code": err.code, "Message": err.message}
+                )
+        if not good:
+            return [], failed
+        # moto's batch code sends each entry through `strict_send`, which passes them now.
+        sent, more_failed = send_message_batch(self, queue_name, good)
+        return sent, failed + more_failed
+
+    backend.send_message = strict_send
+    backend.send_message_batch = strict_batch
+
+
+if os.environ.get("MAILROOM_MOTO_LAX_SQS") != "1":
+    _strict_sqs()
+
+
 def exit_when_parent_goes():
     sys.stdin.read()
     os._exit(0)

@@ -215,18 +215,21 @@ impl AlertSink for SnsAlerts {
             tracing::error!(alert = %key, %subject, body = %body, "ALERT (no alerts topic configured)");
             return Ok(());
         };
+        // SNS delivers to SQS, which refuses characters outside XML's set: an alert quoting a
+        // webhook's answer must not be lost for a U+FFFE in it.
+        use mailroom_lambda::sqs::sanitise;
         let attr = |v: &str| {
             aws_sdk_sns::types::MessageAttributeValue::builder()
                 .data_type("String")
-                .string_value(v)
+                .string_value(sanitise(v))
                 .build()
                 .map_err(|e| e.to_string())
         };
         self.client
             .publish()
             .topic_arn(topic)
-            .subject(subject)
-            .message(body.to_string())
+            .subject(sanitise(subject))
+            .message(sanitise(&body.to_string()))
             .message_attributes("mailroom.notice", attr(alert.notice.as_str())?)
             .message_attributes("mailroom.alert", attr(key)?)
             .send()

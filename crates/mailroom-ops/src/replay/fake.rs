@@ -92,6 +92,10 @@ impl QueuePort for FakeDlq {
         self.queues.dead_letter_target(queue).await
     }
 
+    async fn maximum_message_size(&self, queue: &QueueUrl) -> Result<usize, SqsError> {
+        self.queues.maximum_message_size(queue).await
+    }
+
     async fn send(&self, queue: &QueueUrl, message: OutgoingMessage) -> Result<(), SqsError> {
         self.queues.send(queue, message).await
     }
@@ -229,6 +233,11 @@ mod instrumented {
         async fn dead_letter_target(&self, queue: &QueueUrl) -> Result<Option<QueueArn>, SqsError> {
             self.tick();
             self.inner.dead_letter_target(queue).await
+        }
+
+        async fn maximum_message_size(&self, queue: &QueueUrl) -> Result<usize, SqsError> {
+            self.tick();
+            self.inner.maximum_message_size(queue).await
         }
 
         async fn send(&self, queue: &QueueUrl, message: OutgoingMessage) -> Result<(), SqsError> {

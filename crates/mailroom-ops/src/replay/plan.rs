@@ -2,7 +2,7 @@
 //! it as one it cannot move.
 
 use mailroom_lambda::sqs::{
-    DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_ATTRIBUTES, OutgoingAttribute, OutgoingMessage,
+    SQS_MAX_MESSAGE_BYTES, MAX_MESSAGE_ATTRIBUTES, OutgoingAttribute, OutgoingMessage,
     OutgoingValue,
 };
 
@@ -52,9 +52,9 @@ pub(crate) fn plan(
             out.attributes.len()
         ));
     }
-    if out.size() > DEFAULT_MAX_MESSAGE_BYTES {
+    if out.size() > SQS_MAX_MESSAGE_BYTES {
         return Plan::Fail(format!(
-            "{} bytes with the replay count; SQS allows {DEFAULT_MAX_MESSAGE_BYTES}",
+            "{} bytes with the replay count; SQS allows {SQS_MAX_MESSAGE_BYTES}",
             out.size()
         ));
     }
