@@ -1,4 +1,4 @@
-//! Reads: one pair, one task, and the open pairs from the sparse index.
+//! Reads: one pair, one task, the open pairs from the sparse index, and every pair in bulk.
 
 use super::item::{entry, n, s};
 use super::{Entry, Ledger, LedgerError, OPEN_INDEX, OPEN_SHARDS};
@@ -46,6 +46,63 @@ impl Ledger {
                     .and_then(|i| entry("Query", &i))
             })
             .collect()
+    }
+
+    /// Every (task, consumer) pair in the table, by a parallel Scan of `segments` segments
+    /// (items that are not pairs, such as the monitor's documents under `#…` keys, are left
+    /// out). A page that fails with a retryable error is asked for again, up to five times
+    /// with backoff, from where its segment had got to. For audits and verification over a
+    /// whole table; one task's story is [`Ledger::task`].
+    ///
+    /// # Errors
+    /// A permanent error, or a page that failed five times.
+    pub async fn scan_pairs(&self, segments: u32) -> Result<Vec<Entry>, LedgerError> {
+        let segments = i32::try_from(segments.clamp(1, 64)).unwrap_or(1);
+        let reads = (0..segments).map(|segment| self.scan_segment(segment, segments));
+        let mut out = Vec::new();
+        for part in futures_util::future::join_all(reads).await {
+            out.extend(part?);
+        }
+        Ok(out)
+    }
+
+    async fn scan_segment(&self, segment: i32, total: i32) -> Result<Vec<Entry>, LedgerError> {
+        let mut out = Vec::new();
+        let mut start: Option<super::item::Item> = None;
+        loop {
+            let mut attempt = 0u32;
+            let page = loop {
+                let result = self
+                    .client
+                    .scan()
+                    .table_name(&self.table)
+                    .segment(segment)
+                    .total_segments(total)
+                    .set_exclusive_start_key(start.clone())
+                    .send()
+                    .await
+                    .map_err(|e| LedgerError::from_sdk("Scan", &e));
+                match result {
+                    Ok(page) => break page,
+                    Err(e) if e.is_retryable() && attempt < 4 => {
+                        attempt += 1;
+                        tracing::warn!(error = %e, segment, attempt, "ledger scan page failed; asking again");
+                        tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            for item in page.items() {
+                if super::item::string(item, "pk").is_some_and(|pk| pk.starts_with('#')) {
+                    continue;
+                }
+                out.push(entry("Scan", item)?);
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(out),
+            }
+        }
     }
 
     /// Open pairs opened at or before `cutoff_ms`, oldest first, from the sparse index: the

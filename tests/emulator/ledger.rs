@@ -474,3 +474,56 @@ async fn replay_and_parking_never_cut_in_on_a_live_lease() {
     clock.advance(Duration::from_secs(2));
     assert!(ledger.replayed("task-q", "billing").await.expect("ledger"));
 }
+
+#[tokio::test]
+async fn a_bulk_read_of_the_ledger_gets_every_pair_through_transient_errors() {
+    // Issue 12, point 12: on 6b129e9 `mailroom local demo --events 10000` finished the work,
+    // then verified it with 10,000 sequential Query calls and failed on one SDK timeout. The
+    // verification now reads the table in bulk (`Ledger::scan_pairs`) and asks again for a
+    // page that failed transiently.
+    // GIVEN a ledger with 600 pairs, and a path to it whose first 5 connections answer 500
+    // (more than the SDK's own three attempts)
+    let bed = TestBed::new().await;
+    let ledger = bed.ledger(Arc::new(SystemClock)).await;
+    let mut writes = Vec::new();
+    for task in 0..300 {
+        for consumer in ["notifier", "example-consumer"] {
+            let ledger = ledger.clone();
+            writes.push(async move {
+                let id = format!("task-{task}");
+                let Lease::Acquired { .. } = ledger
+                    .acquire(&id, consumer, "writer", SystemClock.now_ms() + 60_000, None)
+                    .await
+                    .expect("acquire")
+                else {
+                    panic!("a fresh pair is acquired");
+                };
+                ledger.succeed(&id, consumer).await.expect("succeed");
+            });
+        }
+    }
+    {
+        use futures_util::StreamExt;
+        futures_util::stream::iter(writes)
+            .buffer_unordered(50)
+            .collect::<Vec<()>>()
+            .await;
+    }
+    let proxy = mailroom_local::testbed::FaultProxy::start(crate::helpers::endpoint(), 5).await;
+    let through = mailroom_lambda::ledger::Ledger::new(
+        aws_sdk_dynamodb::Client::new(&mailroom_local::emulator_config(proxy.endpoint()).await),
+        ledger.table(),
+    );
+
+    // WHEN every pair is read in bulk through it, in one segment, so that all five faults
+    // meet the same page: three attempts by the SDK, then the scan's own retry
+    let pairs = through.scan_pairs(1).await.expect("the scan completes");
+
+    // THEN all 600 come back, each once, each SUCCEEDED, and the faults were met
+    assert_eq!(proxy.failed(), 5);
+    assert_eq!(pairs.len(), 600);
+    let distinct: std::collections::HashSet<_> =
+        pairs.iter().map(|e| (e.task_id.clone(), e.consumer.clone())).collect();
+    assert_eq!(distinct.len(), 600);
+    assert!(pairs.iter().all(|e| e.state == State::Succeeded));
+}

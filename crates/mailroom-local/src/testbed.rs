@@ -298,3 +298,110 @@ impl Rie {
         }
     }
 }
+
+/// A loopback proxy in front of the emulator that answers the first request of each of the
+/// first `n` connections with HTTP 500 (a transient server error, as AWS sends one) and passes
+/// every other connection through untouched: real HTTP, for testing retries.
+#[derive(Debug)]
+pub struct FaultProxy {
+    endpoint: String,
+    failed: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// A proxy to `upstream` (`http://127.0.0.1:PORT`) failing the first `n` connections.
+    ///
+    /// # Panics
+    /// When no loopback port is free or `upstream` is not a loopback URL.
+    pub async fn start(upstream: &str, n: usize) -> Self {
+        use std::sync::atomic::AtomicUsize;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let upstream = upstream
+            .strip_prefix("http://")
+            .expect("an http:// upstream")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let count = failed.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                let fail = count
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| (c < n).then_some(c + 1))
+                    .is_ok();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    if fail {
+                        // Read the whole request (head and body), then answer 500 and close.
+                        let mut request = Vec::new();
+                        let mut buf = [0u8; 8192];
+                        loop {
+                            let Ok(read) = client.read(&mut buf).await else {
+                                return;
+                            };
+                            if read == 0 {
+                                return;
+                            }
+                            request.extend_from_slice(&buf[..read]);
+                            if request_complete(&request) {
+                                break;
+                            }
+                        }
+                        let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"injected fault"}"#;
+                        let response = format!(
+                            "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = client.write_all(response.as_bytes()).await;
+                        let _ = client.shutdown().await;
+                    } else if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        Self {
+            endpoint,
+            failed,
+            task,
+        }
+    }
+
+    /// The endpoint URL to give the SDK.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// How many connections it has failed.
+    pub fn failed(&self) -> usize {
+        self.failed.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Whether `request` holds a whole HTTP/1.1 request: the head, and `Content-Length` bytes.
+fn request_complete(request: &[u8]) -> bool {
+    let Some(head_end) = request.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&request[..head_end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    request.len() >= head_end + 4 + length
+}
