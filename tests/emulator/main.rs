@@ -6,6 +6,7 @@ mod fanout;
 mod helpers;
 mod ledger;
 mod monitor;
+mod moto_dynamodb;
 mod moto_sqs;
 mod poison;
 mod poller;
