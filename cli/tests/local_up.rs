@@ -119,7 +119,10 @@ fn nothing_outlives(name: &str, stack: &str) -> Vec<String> {
     signal(pid, name);
     let deadline = Instant::now() + Duration::from_secs(30);
     while child.try_wait().expect("wait").is_none() {
-        assert!(Instant::now() < deadline, "still running 30 s after SIG{name}");
+        assert!(
+            Instant::now() < deadline,
+            "still running 30 s after SIG{name}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
@@ -144,7 +147,9 @@ fn sigterm_leaves_no_emulator_or_function_running() {
     // Issue 12, point 3: on 6b129e9 SIGTERM or SIGHUP left 7 to 10 processes under PID 1.
     let lines = nothing_outlives("TERM", "up-sigterm");
     assert!(
-        lines.iter().any(|l| l.contains("mailroom local: the pipeline is up")),
+        lines
+            .iter()
+            .any(|l| l.contains("mailroom local: the pipeline is up")),
         "{lines:#?}"
     );
 }
@@ -169,7 +174,10 @@ fn the_printed_environment_block_points_boto3_at_the_emulator() {
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-    assert!(vars.iter().any(|(k, _)| k == "AWS_ENDPOINT_URL"), "{lines:#?}");
+    assert!(
+        vars.iter().any(|(k, _)| k == "AWS_ENDPOINT_URL"),
+        "{lines:#?}"
+    );
 
     // WHEN boto3 runs with only that block (no profile, no config file, no other AWS variable)
     let venv = mailroom_local::Moto::venv(mailroom_local::workspace_root());

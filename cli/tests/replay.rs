@@ -167,7 +167,10 @@ async fn readme_first_line_dry_run_names_only_the_dlq_and_prints_samples() {
     assert!(stdout.contains("HTTP 503 from 127.0.0.1"), "{stdout}");
     assert!(stdout.contains("samples:"), "{stdout}");
     for id in &ids {
-        assert!(stdout.contains(id.as_str()), "sample {id} missing: {stdout}");
+        assert!(
+            stdout.contains(id.as_str()),
+            "sample {id} missing: {stdout}"
+        );
     }
     assert!(stdout.contains(r#"{"order":0}"#), "{stdout}");
     assert_eq!(depth(&sqs, &dlq).await, 2);

@@ -128,14 +128,18 @@ impl QueuePort for FakeQueues {
 
     async fn maximum_message_size(&self, _queue: &QueueUrl) -> Result<usize, SqsError> {
         self.state().size_lookups += 1;
-        Ok(self.maximum_message_size.unwrap_or(super::SQS_MAX_MESSAGE_BYTES))
+        Ok(self
+            .maximum_message_size
+            .unwrap_or(super::SQS_MAX_MESSAGE_BYTES))
     }
 
     async fn send(&self, queue: &QueueUrl, message: OutgoingMessage) -> Result<(), SqsError> {
         if self.fail_sends {
             return Err(SqsError::retryable("SendMessage", "injected fault"));
         }
-        let limit = self.maximum_message_size.unwrap_or(super::SQS_MAX_MESSAGE_BYTES);
+        let limit = self
+            .maximum_message_size
+            .unwrap_or(super::SQS_MAX_MESSAGE_BYTES);
         if message.size() > limit {
             return Err(SqsError::permanent(
                 "SendMessage",

@@ -522,8 +522,10 @@ async fn a_bulk_read_of_the_ledger_gets_every_pair_through_transient_errors() {
     // THEN all 600 come back, each once, each SUCCEEDED, and the faults were met
     assert_eq!(proxy.failed(), 5);
     assert_eq!(pairs.len(), 600);
-    let distinct: std::collections::HashSet<_> =
-        pairs.iter().map(|e| (e.task_id.clone(), e.consumer.clone())).collect();
+    let distinct: std::collections::HashSet<_> = pairs
+        .iter()
+        .map(|e| (e.task_id.clone(), e.consumer.clone()))
+        .collect();
     assert_eq!(distinct.len(), 600);
     assert!(pairs.iter().all(|e| e.state == State::Succeeded));
 }

@@ -7,6 +7,7 @@ mod helpers;
 mod ledger;
 mod monitor;
 mod moto_dynamodb;
+mod moto_sns;
 mod moto_sqs;
 mod poison;
 mod poller;

@@ -216,7 +216,10 @@ async fn the_test_beds_dynamodb_queries_answer_as_motos_own_code_does() {
     let indexed = conversation(endpoint()).await;
     let own = conversation(stock.endpoint()).await;
 
-    assert_eq!(indexed, own, "the test bed's DynamoDB differs from moto's own");
+    assert_eq!(
+        indexed, own,
+        "the test bed's DynamoDB differs from moto's own"
+    );
     // And the conversation went as expected, so the two did not agree by both failing.
     assert_eq!(
         indexed,

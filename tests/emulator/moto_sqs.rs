@@ -262,7 +262,10 @@ async fn hostile_sends(endpoint: &str) -> Vec<String> {
     let answer = |r: Result<String, String>| r.unwrap_or_else(|code| format!("refused {code}"));
     let mut seen = Vec::new();
     let send = |body: String, attribute: Option<String>| {
-        let mut req = sqs.send_message().queue_url(queue.as_str()).message_body(body);
+        let mut req = sqs
+            .send_message()
+            .queue_url(queue.as_str())
+            .message_body(body);
         if let Some(v) = attribute {
             req = req.message_attributes("reason", attr(&v));
         }
@@ -274,8 +277,16 @@ async fn hostile_sends(endpoint: &str) -> Vec<String> {
         }
     };
     seen.push(answer(send("nul \0 in the body".into(), None).await));
-    seen.push(answer(send("ok".into(), Some("refused \0 \u{FFFE} end".into())).await));
-    seen.push(answer(send("ok".into(), Some("all \u{D7FF}\u{E000}\u{10FFFF} fine".into())).await));
+    seen.push(answer(
+        send("ok".into(), Some("refused \0 \u{FFFE} end".into())).await,
+    ));
+    seen.push(answer(
+        send(
+            "ok".into(),
+            Some("all \u{D7FF}\u{E000}\u{10FFFF} fine".into()),
+        )
+        .await,
+    ));
     // 1,000 bytes of body fit in 1,024; with a 30-byte attribute the message does not.
     seen.push(answer(send("x".repeat(1000), None).await));
     seen.push(answer(send("x".repeat(1000), Some("y".repeat(30))).await));
@@ -304,7 +315,10 @@ async fn hostile_sends(endpoint: &str) -> Vec<String> {
     seen.push(match batch {
         Ok(out) => format!(
             "batch sent {:?} failed {:?}",
-            out.successful().iter().map(|s| s.id()).collect::<Vec<_>>(),
+            out.successful()
+                .iter()
+                .map(aws_sdk_sqs::types::SendMessageBatchResultEntry::id)
+                .collect::<Vec<_>>(),
             out.failed()
                 .iter()
                 .map(|f| format!("{}:{}:{}", f.id(), f.code(), f.sender_fault()))

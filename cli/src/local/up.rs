@@ -243,7 +243,11 @@ pub(super) struct ConsumerCounts {
 
 /// One line: the tasks the monitor has registered, then per consumer what its queue and
 /// function did; and the alerts so far.
-pub(super) fn format_summary(registered: u64, consumers: &[ConsumerCounts], alerts: usize) -> String {
+pub(super) fn format_summary(
+    registered: u64,
+    consumers: &[ConsumerCounts],
+    alerts: usize,
+) -> String {
     let mut parts = vec![format!("monitor registered {registered}")];
     for c in consumers {
         parts.push(format!(
@@ -291,38 +295,6 @@ pub(super) async fn live_summary(
         });
     }
     format_summary(registered, &counts, alerts)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_live_count_is_labelled_for_what_it_is() {
-        // Issue 12, point 5: on 6b129e9 the line read "published 7 · notifier: … 5 done, …
-        // 2 dead-lettered": "done" counted the dead-lettered too, "dead-lettered" was the DLQ's
-        // depth now (0 after a replay) and "published" was what the monitor had seen so far.
-        let line = format_summary(
-            7,
-            &[ConsumerCounts {
-                binary: "notifier".into(),
-                queued: 1,
-                in_flight: 2,
-                deleted: 5,
-                returned: 3,
-                dlq_now: 0,
-                replayed_in: 2,
-            }],
-            1,
-        );
-        assert_eq!(
-            line,
-            "  monitor registered 7 · notifier: 1 queued, 2 in flight, 5 deleted (done or to DLQ), \
-             3 returned for retry, DLQ holds 0, 2 replayed in · alerts 1"
-        );
-        assert!(!line.contains("published"));
-        assert!(!line.contains(" done,"));
-    }
 }
 
 /// A queue subscribed (raw) to the alerts topic, to show alerts as they go out.
@@ -388,5 +360,37 @@ pub(super) async fn alerts(p: &Pipeline, inbox: &mailroom_lambda::sqs::QueueUrl)
                     .await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_live_count_is_labelled_for_what_it_is() {
+        // Issue 12, point 5: on 6b129e9 the line read "published 7 · notifier: … 5 done, …
+        // 2 dead-lettered": "done" counted the dead-lettered too, "dead-lettered" was the DLQ's
+        // depth now (0 after a replay) and "published" was what the monitor had seen so far.
+        let line = format_summary(
+            7,
+            &[ConsumerCounts {
+                binary: "notifier".into(),
+                queued: 1,
+                in_flight: 2,
+                deleted: 5,
+                returned: 3,
+                dlq_now: 0,
+                replayed_in: 2,
+            }],
+            1,
+        );
+        assert_eq!(
+            line,
+            "  monitor registered 7 · notifier: 1 queued, 2 in flight, 5 deleted (done or to DLQ), \
+             3 returned for retry, DLQ holds 0, 2 replayed in · alerts 1"
+        );
+        assert!(!line.contains("published"));
+        assert!(!line.contains(" done,"));
     }
 }

@@ -55,11 +55,13 @@ fn start() -> std::io::Result<Watchdog> {
 /// When `sh` cannot be started.
 pub fn group() -> std::io::Result<i32> {
     let cell = WATCHDOG_PROCESS.get_or_init(|| Mutex::new(None));
-    let mut slot = cell.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(w) = slot.as_mut() {
-        if matches!(w.child.try_wait(), Ok(None)) {
-            return Ok(w.group);
-        }
+    let mut slot = cell
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(w) = slot.as_mut()
+        && matches!(w.child.try_wait(), Ok(None))
+    {
+        return Ok(w.group);
     }
     let w = start()?;
     let group = w.group;

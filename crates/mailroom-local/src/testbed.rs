@@ -334,7 +334,9 @@ impl FaultProxy {
                     return;
                 };
                 let fail = count
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| (c < n).then_some(c + 1))
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
+                        (c < n).then_some(c + 1)
+                    })
                     .is_ok();
                 let upstream = upstream.clone();
                 tokio::spawn(async move {
@@ -361,8 +363,7 @@ impl FaultProxy {
                         );
                         let _ = client.write_all(response.as_bytes()).await;
                         let _ = client.shutdown().await;
-                    } else if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await
-                    {
+                    } else if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                     }
                 });

@@ -2,8 +2,8 @@
 //! it as one it cannot move.
 
 use mailroom_lambda::sqs::{
-    SQS_MAX_MESSAGE_BYTES, MAX_MESSAGE_ATTRIBUTES, OutgoingAttribute, OutgoingMessage,
-    OutgoingValue,
+    MAX_MESSAGE_ATTRIBUTES, OutgoingAttribute, OutgoingMessage, OutgoingValue,
+    SQS_MAX_MESSAGE_BYTES,
 };
 
 use super::{DeadLetter, PARKED_ATTRIBUTE, REPLAY_COUNT_ATTRIBUTE, ReplayRequest};
