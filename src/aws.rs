@@ -198,6 +198,14 @@ pub fn emulator(endpoint: &str, region: &str) -> SdkConfig {
     base(client)
         .region(Region::new(region.to_owned()))
         .endpoint_url(endpoint)
+        // An emulator on this machine does not stall like a network; it pauses when it is
+        // busy (a page of a large Scan under load took more than the 5 s grace period, and the
+        // SDK aborted the read). Give it a minute before a read counts as stalled.
+        .stalled_stream_protection(
+            aws_types::sdk_config::StalledStreamProtectionConfig::enabled()
+                .grace_period(Duration::from_secs(60))
+                .build(),
+        )
         .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
             "local",
             "local",
