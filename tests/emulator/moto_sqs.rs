@@ -370,3 +370,106 @@ async fn the_test_beds_sqs_refuses_what_sqs_refuses_and_moto_accepts() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_delete_never_drops_a_message_sent_at_the_same_time() {
+    // Found by `mailroom local demo --events 10000`: one event never reached the notifier.
+    // Deleting rebuilt the queue's message list without the lock moto appends under, so a
+    // message sent during a delete could vanish. SQS never loses a message.
+    // GIVEN a queue already holding 3,000 messages (a long list to rebuild)
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    let sqs = aws_sdk_sqs::Client::new(&local::emulator_config(endpoint()).await);
+    let (queue, _) = local::create_queue(&sqs, &unique("race"), &[])
+        .await
+        .expect("queue");
+    let send_batch = |sqs: aws_sdk_sqs::Client, queue: String, stem: String| async move {
+        let entries = (0..10)
+            .map(|i| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(format!("e{i}"))
+                    .message_body(format!("{stem}-{i}"))
+                    .build()
+                    .expect("entry")
+            })
+            .collect::<Vec<_>>();
+        let out = sqs
+            .send_message_batch()
+            .queue_url(queue)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .expect("SendMessageBatch");
+        assert!(out.failed().is_empty());
+    };
+    for b in 0..300 {
+        send_batch(sqs.clone(), queue.as_str().to_owned(), format!("old-{b}")).await;
+    }
+
+    // WHEN 2,000 more are sent by four senders while four consumers receive and delete
+    let mut senders = Vec::new();
+    for s in 0..4 {
+        let (sqs, queue) = (sqs.clone(), queue.as_str().to_owned());
+        senders.push(tokio::spawn(async move {
+            for b in 0..50 {
+                send_batch(sqs.clone(), queue.clone(), format!("new-{s}-{b}")).await;
+            }
+        }));
+    }
+    let received = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut consumers = Vec::new();
+    for _ in 0..4 {
+        let (sqs, queue, received) = (sqs.clone(), queue.as_str().to_owned(), received.clone());
+        let sent = sent.clone();
+        consumers.push(tokio::spawn(async move {
+            let mut empty = 0;
+            // Until the senders are done and three receives in a row find nothing.
+            while empty < 3 || !sent.load(std::sync::atomic::Ordering::SeqCst) {
+                let got = sqs
+                    .receive_message()
+                    .queue_url(&queue)
+                    .max_number_of_messages(10)
+                    .visibility_timeout(600)
+                    .send()
+                    .await
+                    .expect("ReceiveMessage");
+                if got.messages().is_empty() {
+                    empty += 1;
+                    continue;
+                }
+                empty = 0;
+                let mut delete = sqs.delete_message_batch().queue_url(&queue);
+                for (i, m) in got.messages().iter().enumerate() {
+                    received
+                        .lock()
+                        .expect("lock")
+                        .insert(m.body().unwrap_or_default().to_owned());
+                    delete = delete.entries(
+                        DeleteMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(m.receipt_handle().unwrap_or_default())
+                            .build()
+                            .expect("entry"),
+                    );
+                }
+                delete.send().await.expect("DeleteMessageBatch");
+            }
+        }));
+    }
+    for s in senders {
+        s.await.expect("sender");
+    }
+    sent.store(true, std::sync::atomic::Ordering::SeqCst);
+    for c in consumers {
+        c.await.expect("consumer");
+    }
+
+    // THEN every one of the 5,000 was received once the queue is empty: none vanished
+    let left = counts(&sqs, queue.as_str()).await;
+    let received = received.lock().expect("lock").len();
+    assert_eq!(
+        (received, left.as_str()),
+        (5_000, "visible=0 in_flight=0 delayed=0"),
+        "messages vanished"
+    );
+}
