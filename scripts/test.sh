@@ -13,4 +13,4 @@ cargo test --workspace --doc
 # The README's cargo-lambda lines, as written (they need the built binaries and port 9000).
 scripts/test-readme-cargo-lambda.sh
 # The three library crates package and build on their own, as published.
-cargo package --quiet --allow-dirty -p mailroom-lambda -p mailroom-ops -p mailroom-local
+scripts/check-packages.sh

@@ -28,6 +28,9 @@ fn main() {
             "local", "demo", "--speed", "60", "--json", "--stack", &stack,
         ])
         .args(["--events", &events.to_string()])
+        // The function binaries as `scripts/demo.sh` builds them, whatever profile this is.
+        .arg("--bin-dir")
+        .arg(root.join("target/debug"))
         .arg("--log-dir")
         .arg(root.join("target/local-logs").join(&stack))
         .current_dir(root)
