@@ -39,6 +39,7 @@ pub mod ledger;
 pub mod message;
 pub mod outcome;
 pub mod poison;
+pub mod publish;
 pub mod sqs;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-util"))]

@@ -364,9 +364,12 @@ pub enum TaskIdSource {
 }
 
 impl Default for TaskIdSource {
-    /// The SNS message id: stable across redrive and replay, unlike the SQS message id.
+    /// The `task_id` attribute the [publisher](crate::publish) gives every event before its
+    /// first attempt, so a retried publish (a new SNS MessageId) is the same task; the SNS
+    /// message id for events from other producers. Both are stable across redrive and
+    /// replay, unlike the SQS message id.
     fn default() -> Self {
-        Self::SnsMessageId
+        Self::Attribute(TASK_ID_ATTRIBUTE.to_owned())
     }
 }
 
@@ -587,8 +590,14 @@ mod tests {
         let by_default = Received::new(event.records[0].clone(), &TaskIdSource::default());
         assert_eq!(
             by_default.meta.task_id(),
+            Some("task-1001"),
+            "the default task id is the publisher's task_id attribute"
+        );
+        let by_sns = Received::new(event.records[0].clone(), &TaskIdSource::SnsMessageId);
+        assert_eq!(
+            by_sns.meta.task_id(),
             Some("6f1c3b7e-0d5a-5b8e-9a41-2f8c1e4d1001"),
-            "the default task id is the SNS message id"
+            "sns-message-id keys on the SNS message id"
         );
         assert_eq!(sns.timestamp.as_deref(), Some("2025-12-31T23:59:51.000Z"));
         assert_eq!(r.meta.receive_count, 1);

@@ -1,13 +1,16 @@
 //! `mailroom publish`: publishes events to the topic, locally or on AWS.
 //!
-//! Each message is published with its attributes (`task_id`, `kind`, …) as SNS message
-//! attributes, which is what subscriptions filter on. Sources: `--message` (repeatable), files
-//! (one message each), or `--lines` files (one message per non-empty line, JSON Lines).
+//! Through the library's publisher: each message gets a task id before its first attempt
+//! (`--task-id`, else drawn), sent with `kind` and any `--attr` as SNS message attributes
+//! (what subscriptions filter on); only entries SNS did not take are sent again, with the
+//! same ids. Sources: `--message` (repeatable), files (one message each), or `--lines` files
+//! (one message per non-empty line, JSON Lines).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
+use mailroom_lambda::message::TASK_ID_ATTRIBUTE;
+use mailroom_lambda::publish::{Event, KIND_ATTRIBUTE, Publisher};
 
 /// Options of `mailroom publish`.
 #[derive(Debug, clap::Args)]
@@ -24,13 +27,23 @@ pub(crate) struct Args {
     /// Read each file as JSON Lines: one message per non-empty line.
     #[arg(long)]
     lines: bool,
-    /// A String message attribute, NAME=VALUE (repeatable), e.g. kind=order.placed.
+    /// The event's kind (the `kind` attribute subscriptions filter on), e.g. order.placed.
+    #[arg(long)]
+    kind: Option<String>,
+    /// The task id (the idempotency key) of each message, in order; by default one is drawn
+    /// per message. Publishing the same id again is the same task to every consumer.
+    #[arg(long = "task-id", value_name = "ID")]
+    task_ids: Vec<String>,
+    /// The tenant the events belong to.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Another String message attribute, NAME=VALUE (repeatable).
     #[arg(long = "attr", value_name = "NAME=VALUE")]
     attributes: Vec<String>,
     /// FIFO topics: the message group.
     #[arg(long)]
     group_id: Option<String>,
-    /// Print the message ids as JSON.
+    /// Print the task ids and SNS message ids as JSON.
     #[arg(long)]
     json: bool,
     /// Use this endpoint (the emulator) instead of AWS.
@@ -70,60 +83,69 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     if bodies.is_empty() {
         bail!("nothing to publish: give --message or files");
     }
+    if !args.task_ids.is_empty() && args.task_ids.len() != bodies.len() {
+        bail!(
+            "{} --task-id for {} messages: give one per message, in order",
+            args.task_ids.len(),
+            bodies.len()
+        );
+    }
     let mut attributes = Vec::new();
+    let mut kind = args.kind.clone();
     for a in &args.attributes {
         let (name, value) = a
             .split_once('=')
             .with_context(|| format!("--attr {a}: expected NAME=VALUE"))?;
-        attributes.push((
-            name.to_owned(),
-            MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(value)
-                .build()?,
-        ));
+        match name {
+            KIND_ATTRIBUTE if kind.is_none() => kind = Some(value.to_owned()),
+            KIND_ATTRIBUTE | TASK_ID_ATTRIBUTE => {
+                bail!("--attr {name}=…: give it as --{}", name.replace('_', "-"));
+            }
+            _ => attributes.push((name.to_owned(), value.to_owned())),
+        }
     }
+    let kind = kind.context("give the event's kind: --kind order.placed")?;
+    let events: Vec<Event> = bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let mut event = Event::from_json(kind.clone(), body);
+            if let Some(id) = args.task_ids.get(i) {
+                event = event.with_task_id(id.clone());
+            }
+            if let Some(t) = &args.tenant {
+                event = event.with_tenant(t.clone());
+            }
+            if let Some(g) = &args.group_id {
+                event = event.with_group_id(g.clone());
+            }
+            for (n, v) in &attributes {
+                event = event.with_attribute(n.clone(), v.clone());
+            }
+            event
+        })
+        .collect();
     let sns = aws_sdk_sns::Client::new(&crate::aws_config(args.endpoint_url.as_deref()).await);
     let topic = topic_arn(&sns, &args.topic).await?;
-    let fifo = topic.ends_with(".fifo");
-    if fifo && args.group_id.is_none() {
-        bail!("{topic} is a FIFO topic: give --group-id");
-    }
-
-    let mut ids = Vec::with_capacity(bodies.len());
-    let mut failed = Vec::new();
-    for (chunk_no, chunk) in bodies.chunks(10).enumerate() {
-        let mut request = sns.publish_batch().topic_arn(&topic);
-        for (i, body) in chunk.iter().enumerate() {
-            let mut entry = PublishBatchRequestEntry::builder()
-                .id(i.to_string())
-                .message(body)
-                .set_message_attributes(
-                    (!attributes.is_empty()).then(|| attributes.iter().cloned().collect()),
-                );
-            if let Some(g) = &args.group_id {
-                entry = entry.message_group_id(g);
-            }
-            request = request.publish_batch_request_entries(entry.build()?);
-        }
-        let out = request.send().await.context("PublishBatch")?;
-        for ok in out.successful() {
-            ids.push(ok.message_id().unwrap_or_default().to_owned());
-        }
-        for f in out.failed() {
-            let n = chunk_no * 10 + f.id().parse::<usize>().unwrap_or(0);
-            failed.push(format!("message {n}: {}", f.message().unwrap_or(f.code())));
-        }
-    }
+    let report = Publisher::new(sns, &topic).publish(&events).await;
+    let failed: Vec<String> = report
+        .failed
+        .iter()
+        .map(|f| format!("message {} (task {}): {}", f.index, f.task_id, f.error))
+        .collect();
     if args.json {
         println!(
             "{}",
-            serde_json::json!({ "topic": topic, "message_ids": ids, "failed": failed })
+            serde_json::json!({ "topic": topic, "published": report.published, "failed": failed })
         );
     } else {
-        println!("published {} of {} to {topic}", ids.len(), bodies.len());
-        for id in &ids {
-            println!("  {id}");
+        println!(
+            "published {} of {} to {topic}",
+            report.published.len(),
+            events.len()
+        );
+        for p in &report.published {
+            println!("  task {}  (SNS MessageId {})", p.task_id, p.message_id);
         }
     }
     if !failed.is_empty() {

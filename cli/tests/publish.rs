@@ -81,7 +81,13 @@ async fn publish_sends_messages_and_json_lines_with_attributes_through_the_topic
     );
     let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(printed["topic"], topic.as_str());
-    assert_eq!(printed["message_ids"].as_array().expect("ids").len(), 14);
+    let published = printed["published"].as_array().expect("published");
+    assert_eq!(published.len(), 14);
+    let printed_tasks: std::collections::BTreeSet<&str> = published
+        .iter()
+        .map(|p| p["task_id"].as_str().expect("task id"))
+        .collect();
+    assert_eq!(printed_tasks.len(), 14, "a task id per message");
     let mut arrived = Vec::new();
     loop {
         let got = sqs
@@ -111,9 +117,61 @@ async fn publish_sends_messages_and_json_lines_with_attributes_through_the_topic
             .iter()
             .any(|m| m.body() == Some(r#"{"order_id":"o-11"}"#))
     );
+    let arrived_tasks: std::collections::BTreeSet<&str> = arrived
+        .iter()
+        .filter_map(|m| {
+            m.message_attributes()
+                .and_then(|a| a.get("task_id"))
+                .and_then(|v| v.string_value())
+        })
+        .collect();
+    assert_eq!(
+        arrived_tasks, printed_tasks,
+        "each message carries its printed task id"
+    );
+
+    // AND a task id given by the caller (the idempotency key) is the one that travels
+    let out = mailroom(
+        endpoint,
+        &[
+            "--topic",
+            &topic,
+            "--kind",
+            "order.placed",
+            "--task-id",
+            "key-42",
+            "--message",
+            r#"{"order_id":"k"}"#,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("task key-42"));
+    let got = sqs
+        .receive_message()
+        .queue_url(queue.as_str())
+        .message_attribute_names("All")
+        .send()
+        .await
+        .expect("receive")
+        .messages
+        .unwrap_or_default();
+    assert_eq!(
+        got.first()
+            .and_then(|m| m.message_attributes())
+            .and_then(|a| a.get("task_id"))
+            .and_then(|v| v.string_value()),
+        Some("key-42")
+    );
 
     // AND an unknown topic or a bad attribute is a clear error
-    let out = mailroom(endpoint, &["--topic", "nope", "--message", "x"]);
+    let out = mailroom(
+        endpoint,
+        &["--topic", "nope", "--kind", "k", "--message", "x"],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no topic named nope"));
     let out = mailroom(
@@ -121,5 +179,10 @@ async fn publish_sends_messages_and_json_lines_with_attributes_through_the_topic
         &["--topic", &topic, "--message", "x", "--attr", "kind"],
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected NAME=VALUE"));
+    let out = mailroom(endpoint, &["--topic", &topic, "--message", "x"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--kind"),
+        "no kind, no publish"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -144,7 +144,7 @@ mod tests {
         assert_eq!(c.fifo_mode, FifoMode::SkipGroup);
         assert_eq!(c.deadline_margin, Duration::from_secs(2));
         assert_eq!(c.backoff, Some(BackoffPolicy::default()));
-        assert_eq!(c.task_id, TaskIdSource::SnsMessageId);
+        assert_eq!(c.task_id, TaskIdSource::Attribute("task_id".into()));
         assert_eq!(c.ledger_table, None, "idempotency is opt-in");
     }
 

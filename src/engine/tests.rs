@@ -747,7 +747,10 @@ async fn logs_carry_message_sns_task_ids_receive_count_and_traceparent() {
         span["sns_message_id"],
         "6f1c3b7e-0d5a-5b8e-9a41-2f8c1e4d1001"
     );
-    assert_eq!(span["task_id"], "6f1c3b7e-0d5a-5b8e-9a41-2f8c1e4d1001");
+    assert_eq!(
+        span["task_id"], "task-1001",
+        "the publisher's task_id attribute"
+    );
     assert_eq!(span["receive_count"], 1);
     assert_eq!(
         span["traceparent"],

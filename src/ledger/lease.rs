@@ -35,9 +35,11 @@ impl Ledger {
                  opened_at = if_not_exists(opened_at, :opened), open_shard = :shard, \
                  updated_at = :now, expires_at = :ttl",
             )
+            // The owner's own lease may be taken again: an SDK retry of this call, after an
+            // answer lost on the way back, must not find the task held by itself.
             .condition_expression(
                 "attribute_not_exists(pk) OR (#state <> :succeeded AND \
-                 (#state <> :in_progress OR lease_until < :now))",
+                 (#state <> :in_progress OR lease_until < :now OR lease_owner = :owner))",
             )
             .expression_attribute_values(":in_progress", s(State::InProgress.as_str()))
             .expression_attribute_values(":succeeded", s(State::Succeeded.as_str()))

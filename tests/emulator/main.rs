@@ -11,6 +11,7 @@ mod moto_sns;
 mod moto_sqs;
 mod poison;
 mod poller;
+mod publish;
 mod redrive;
 mod replay;
 mod template;

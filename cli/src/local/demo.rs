@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use mailroom_lambda::ledger::{Ledger, State};
+use mailroom_lambda::publish::{Event, Publisher};
 use mailroom_local::pipeline::Pipeline;
 use serde_json::json;
 
@@ -27,8 +27,24 @@ pub(super) struct Summary {
     alerts: Vec<String>,
     sweeps: u64,
     lost: usize,
+    /// Webhook deliveries accepted more than once for one task id (the receiver's own log).
     duplicate_side_effects: usize,
+    /// The same, by business key (the order id): what a retried publish would double.
+    duplicate_side_effects_by_order: usize,
+    /// Orders the webhook accepted at least once.
+    delivered_orders: usize,
+    /// Faults injected (`--faults`): passed, HTTP 5xx, resets before, resets after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    faults: Option<FaultSummary>,
     seconds: f64,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub(super) struct FaultSummary {
+    passed: u64,
+    server_errors: u64,
+    resets_before: u64,
+    resets_after: u64,
 }
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -40,17 +56,16 @@ pub(super) struct ConsumerSummary {
     batches_failed: u64,
 }
 
+/// Publishes the demo's `n` orders through the library's publisher (and so through the fault
+/// proxy, when there is one); returns their task ids.
 pub(super) async fn publish(p: &Pipeline, n: usize) -> anyhow::Result<Vec<String>> {
     let topic = p
         .provisioned
         .topics
         .get("EventsTopic")
         .context("no EventsTopic")?;
-    let mut ids = Vec::with_capacity(n);
-    let indices: Vec<usize> = (0..n).collect();
-    for chunk in indices.chunks(10) {
-        let mut req = p.clients.sns.publish_batch().topic_arn(topic);
-        for &i in chunk {
+    let events: Vec<Event> = (0..n)
+        .map(|i| {
             // 1 in 8 is flaky at the webhook (one 503), 1 in 10 blocked until the fix (400).
             let customer = if i % 10 == 3 {
                 "c-blocked"
@@ -67,31 +82,20 @@ pub(super) async fn publish(p: &Pipeline, n: usize) -> anyhow::Result<Vec<String
             } else if i % 100 == 7 {
                 payload["fault"] = json!("panic");
             }
-            req = req.publish_batch_request_entries(
-                PublishBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message(payload.to_string())
-                    .message_attributes(
-                        "kind",
-                        MessageAttributeValue::builder()
-                            .data_type("String")
-                            .string_value("order.placed")
-                            .build()?,
-                    )
-                    .build()?,
-            );
-        }
-        let out = req.send().await.context("PublishBatch")?;
-        if let Some(f) = out.failed().first() {
-            bail!("publish refused: {:?}", f.message());
-        }
-        ids.extend(
-            out.successful()
-                .iter()
-                .filter_map(|s| s.message_id().map(str::to_owned)),
+            Event::from_json("order.placed", payload.to_string())
+        })
+        .collect();
+    let report = Publisher::new(p.traffic.sns.clone(), topic)
+        .publish(&events)
+        .await;
+    if let Some(f) = report.failed.first() {
+        bail!(
+            "{} of {n} events not published; the first: {}",
+            report.failed.len(),
+            f.error
         );
     }
-    Ok(ids)
+    Ok(report.published.into_iter().map(|p| p.task_id).collect())
 }
 
 pub(super) async fn sweep(p: &Pipeline) -> anyhow::Result<()> {
@@ -233,13 +237,24 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         // The scheduled sweeps, plus the two the demo asks for.
         summary.sweeps = monitor.counters.scheduled.load(Ordering::Relaxed) + 2;
     }
-    summary.duplicate_side_effects = receiver
-        .accepted
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .values()
-        .filter(|n| **n > 1)
-        .count();
+    let count_repeats = |m: &std::sync::Mutex<std::collections::HashMap<String, u32>>| {
+        let m = m.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (m.values().filter(|n| **n > 1).count(), m.len())
+    };
+    summary.duplicate_side_effects = count_repeats(&receiver.accepted).0;
+    (
+        summary.duplicate_side_effects_by_order,
+        summary.delivered_orders,
+    ) = count_repeats(&receiver.accepted_orders);
+    summary.faults = p.faulty.as_ref().map(|f| {
+        let (passed, server_errors, resets_before, resets_after) = f.counts().snapshot();
+        FaultSummary {
+            passed,
+            server_errors,
+            resets_before,
+            resets_after,
+        }
+    });
     summary.seconds = started.elapsed().as_secs_f64();
     p.down().await;
     if args.json {
@@ -259,11 +274,28 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         );
         println!("  alerts           {}", summary.alerts.len());
         println!("  lost             {}", summary.lost);
-        println!("  side effects twice {}", summary.duplicate_side_effects);
+        println!(
+            "  side effects twice {} by task id, {} by order id ({} orders delivered)",
+            summary.duplicate_side_effects,
+            summary.duplicate_side_effects_by_order,
+            summary.delivered_orders
+        );
+        if let Some(f) = &summary.faults {
+            println!(
+                "  faults injected  {} HTTP 5xx, {} resets before the call, {} after it took effect ({} calls passed)",
+                f.server_errors, f.resets_before, f.resets_after, f.passed
+            );
+        }
         println!("  wall time        {:.1} s", summary.seconds);
     }
     if summary.lost > 0 {
         bail!("{} task/consumer pairs did not finish", summary.lost);
+    }
+    if summary.duplicate_side_effects_by_order > 0 {
+        bail!(
+            "{} orders reached the webhook twice",
+            summary.duplicate_side_effects_by_order
+        );
     }
     Ok(())
 }

@@ -38,6 +38,17 @@ pub(crate) struct Common {
     /// The notifier's webhook (default: a local receiver that accepts everything).
     #[arg(long)]
     webhook: Option<String>,
+    /// Inject faults into this fraction of the application's AWS calls (0.05 = 5%: 2% HTTP
+    /// 500/503, 2% connection resets before the call, 1% after it took effect).
+    #[arg(long, default_value_t = 0.0, value_parser = fault_rate)]
+    faults: f64,
+}
+
+fn fault_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=0.5).contains(&r) => Ok(r),
+        _ => Err(format!("`{s}`: a fraction from 0 to 0.5, such as 0.05")),
+    }
 }
 
 /// Options of `mailroom local demo`.

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use mailroom_local::faults::FaultPlan;
 use mailroom_local::pipeline::{Options, Pipeline};
 use serde_json::Value;
 
@@ -79,6 +80,7 @@ pub(super) async fn bring_up(common: &Common, webhook: &str) -> anyhow::Result<P
                 .unwrap_or_else(|| root.join("target/local-logs")),
         ),
         endpoint: mailroom_lambda::Env::process().string("MAILROOM_ENDPOINT_URL"),
+        faults: (common.faults > 0.0).then(|| FaultPlan::mix(common.faults)),
     };
     Ok(Pipeline::up(&options).await?)
 }
@@ -131,7 +133,7 @@ pub(super) async fn up(common: Common) -> anyhow::Result<()> {
     print_topology(&pipeline);
     if let Some(topic) = pipeline.provisioned.topics.get("EventsTopic") {
         println!(
-            "publish with: mailroom publish --endpoint-url {} --topic {} --attr kind=order.placed --message '{{\"order_id\":\"o-1\",\"amount_cents\":100}}'",
+            "publish with: mailroom publish --endpoint-url {} --topic {} --kind order.placed --message '{{\"order_id\":\"o-1\",\"amount_cents\":100}}'",
             pipeline.endpoint, topic
         );
     }

@@ -16,6 +16,8 @@ pub(super) struct Receiver {
     pub(super) fixed: AtomicBool,
     pub(super) attempts: Mutex<HashMap<String, u32>>,
     pub(super) accepted: Mutex<HashMap<String, u32>>,
+    /// Accepted deliveries per business key (the event's `order_id`).
+    pub(super) accepted_orders: Mutex<HashMap<String, u32>>,
 }
 
 impl Receiver {
@@ -62,6 +64,14 @@ impl Receiver {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(id)
             .or_default() += 1;
+        if let Some(order) = doc["event"]["order_id"].as_str() {
+            *self
+                .accepted_orders
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(order.to_owned())
+                .or_default() += 1;
+        }
         StatusCode::NO_CONTENT
     }
 }

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod event_source;
+pub mod faults;
 mod moto;
 pub mod pipeline;
 pub mod reaper;

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::task::JoinSet;
 
+use crate::faults::{FaultPlan, FaultyEndpoint};
 use crate::runner::{self, Counters, FunctionProcess};
 use crate::template::{Clients, FunctionSpec, Provisioned, Template};
 use crate::{Moto, REGION};
@@ -35,6 +36,10 @@ pub struct Options {
     pub log_dir: Option<PathBuf>,
     /// An emulator already running (tests share one); else one is started.
     pub endpoint: Option<String>,
+    /// Faults to inject into the application's AWS calls (the functions', the event
+    /// sources' and [`Pipeline::traffic`]'s), through a [`FaultyEndpoint`]. Provisioning and
+    /// [`Pipeline::clients`] talk to the emulator directly, so what they read is independent.
+    pub faults: Option<FaultPlan>,
 }
 
 /// One running function.
@@ -57,8 +62,13 @@ pub struct Pipeline {
     pub provisioned: Provisioned,
     /// The functions, by logical id.
     pub functions: BTreeMap<String, Running>,
-    /// SDK clients on the emulator.
+    /// SDK clients on the emulator, directly: provisioning and independent reads.
     pub clients: Clients,
+    /// SDK clients for the application's own traffic (a producer's publishes): through the
+    /// fault proxy when there is one, else the same as `clients`.
+    pub traffic: Clients,
+    /// The fault proxy, when faults were asked for.
+    pub faulty: Option<FaultyEndpoint>,
     tasks: JoinSet<()>,
     _moto: Option<Moto>,
 }
@@ -102,6 +112,20 @@ impl Pipeline {
         let provisioned = template
             .provision_with_speed(&clients, &options.stack, &options.parameters, options.speed)
             .await?;
+        let faulty = match options.faults {
+            Some(plan) => Some(FaultyEndpoint::start(&endpoint, plan, 0x6d61_696c).await?),
+            None => None,
+        };
+        let app_endpoint = faulty
+            .as_ref()
+            .map_or(endpoint.as_str(), FaultyEndpoint::endpoint)
+            .to_owned();
+        let app = mailroom_lambda::aws::emulator(&app_endpoint, REGION);
+        let traffic = Clients {
+            sqs: aws_sdk_sqs::Client::new(&app),
+            sns: aws_sdk_sns::Client::new(&app),
+            dynamodb: aws_sdk_dynamodb::Client::new(&app),
+        };
         let rie = runner::emulator(&venv)?;
         let mut tasks = JoinSet::new();
         let mut functions = BTreeMap::new();
@@ -119,7 +143,7 @@ impl Pipeline {
             env.insert("AWS_REGION".into(), REGION.into());
             env.insert("AWS_ACCESS_KEY_ID".into(), "local".into());
             env.insert("AWS_SECRET_ACCESS_KEY".into(), "local".into());
-            env.insert("AWS_ENDPOINT_URL".into(), endpoint.clone());
+            env.insert("AWS_ENDPOINT_URL".into(), app_endpoint.clone());
             env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), spec.logical_id.clone());
             // The emulator gives each invocation this deadline, as Lambda does.
             env.insert(
@@ -158,7 +182,7 @@ impl Pipeline {
             for source in &spec.queues {
                 for p in &processes {
                     tasks.spawn(runner::poll(
-                        clients.sqs.clone(),
+                        traffic.sqs.clone(),
                         source.clone(),
                         p.clone(),
                         counters.clone(),
@@ -191,6 +215,8 @@ impl Pipeline {
             provisioned,
             functions,
             clients,
+            traffic,
+            faulty,
             tasks,
             _moto: moto,
         })

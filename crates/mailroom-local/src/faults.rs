@@ -1,0 +1,299 @@
+//! A fault-injecting HTTP proxy in front of the emulator, request by request.
+//!
+//! It plays the three ways an AWS call fails in the wild: a transient server error (HTTP 500
+//! or 503), a connection reset **before** the request reaches the service (nothing happened),
+//! and a reset **after** it did (the call took effect and its answer was lost, so a retry
+//! repeats it). The last is the one that makes duplicates: a `PublishBatch` retried after it
+//! is two publishes. Every client of the local pipeline (the functions, the event sources,
+//! the CLI) talks to the emulator through it when `mailroom local … --faults RATE` is given.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+
+/// How often each fault happens, as a fraction of requests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaultPlan {
+    /// Answered HTTP 500 or 503 without reaching the emulator.
+    pub server_error: f64,
+    /// The connection is closed before the request is forwarded.
+    pub reset_before: f64,
+    /// The request is forwarded, then the connection is closed instead of answering.
+    pub reset_after: f64,
+    /// How many faults in all, after which every request passes (`u64::MAX`: no end).
+    pub budget: u64,
+}
+
+impl FaultPlan {
+    /// `rate` of all requests, split as measured in the field: 2/5 server errors, 2/5 resets
+    /// before forwarding, 1/5 resets after (5% → 2%, 2%, 1%).
+    pub fn mix(rate: f64) -> Self {
+        let rate = rate.clamp(0.0, 1.0);
+        Self {
+            server_error: rate * 0.4,
+            reset_before: rate * 0.4,
+            reset_after: rate * 0.2,
+            budget: u64::MAX,
+        }
+    }
+
+    /// Only `kind`, on every request, for the first `budget` requests.
+    pub fn only(kind: FaultKind, budget: u64) -> Self {
+        let on = |k: FaultKind| if k == kind { 1.0 } else { 0.0 };
+        Self {
+            server_error: on(FaultKind::ServerError),
+            reset_before: on(FaultKind::ResetBefore),
+            reset_after: on(FaultKind::ResetAfter),
+            budget,
+        }
+    }
+}
+
+/// The three faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// HTTP 500 or 503, the emulator never sees the request.
+    ServerError,
+    /// The connection closes before the request is forwarded.
+    ResetBefore,
+    /// The request takes effect; the connection closes instead of the answer.
+    ResetAfter,
+}
+
+/// What the proxy did, by kind.
+#[derive(Debug, Default)]
+pub struct FaultCounts {
+    /// Requests forwarded and answered.
+    pub passed: AtomicU64,
+    /// Requests answered 500/503.
+    pub server_errors: AtomicU64,
+    /// Connections closed before forwarding.
+    pub resets_before: AtomicU64,
+    /// Connections closed after forwarding (the call took effect).
+    pub resets_after: AtomicU64,
+}
+
+impl FaultCounts {
+    /// The counts as `(passed, server errors, resets before, resets after)`.
+    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
+        (
+            self.passed.load(Ordering::Relaxed),
+            self.server_errors.load(Ordering::Relaxed),
+            self.resets_before.load(Ordering::Relaxed),
+            self.resets_after.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// The proxy, on a loopback port. It stops when dropped.
+#[derive(Debug)]
+pub struct FaultyEndpoint {
+    endpoint: String,
+    counts: Arc<FaultCounts>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    upstream: String,
+    plan: FaultPlan,
+    client: reqwest::Client,
+    counts: Arc<FaultCounts>,
+    rng: std::sync::Mutex<fastrand::Rng>,
+    injected: AtomicU64,
+}
+
+/// Why the proxy dropped a connection (hyper closes it without an answer).
+#[derive(Debug, thiserror::Error)]
+#[error("injected connection reset")]
+struct Reset;
+
+impl FaultyEndpoint {
+    /// Starts a proxy to `upstream` (`http://127.0.0.1:PORT`) injecting `plan`, with a seeded
+    /// random choice so a run can be repeated.
+    ///
+    /// # Errors
+    /// When no loopback port is free or the HTTP client cannot be built.
+    pub async fn start(upstream: &str, plan: FaultPlan, seed: u64) -> io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let endpoint = format!("http://{}", listener.local_addr()?);
+        let counts = Arc::new(FaultCounts::default());
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(io::Error::other)?;
+        let shared = Arc::new(Shared {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            plan,
+            client,
+            counts: counts.clone(),
+            rng: std::sync::Mutex::new(fastrand::Rng::with_seed(seed)),
+            injected: AtomicU64::new(0),
+        });
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let shared = shared.clone();
+                        async move { shared.handle(req).await }
+                    });
+                    // An injected reset ends the connection with an error: nothing to report.
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self {
+            endpoint,
+            counts,
+            task,
+        })
+    }
+
+    /// The endpoint URL to give the SDK.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// What it has done so far.
+    pub fn counts(&self) -> &FaultCounts {
+        &self.counts
+    }
+}
+
+impl Drop for FaultyEndpoint {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+enum Fault {
+    None,
+    ServerError(StatusCode),
+    ResetBefore,
+    ResetAfter,
+}
+
+impl Shared {
+    fn draw(&self) -> Fault {
+        let mut rng = self
+            .rng
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let x = rng.f64();
+        let p = self.plan;
+        let total = p.server_error + p.reset_before + p.reset_after;
+        if x >= total
+            || self
+                .injected
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                    (n < p.budget).then_some(n + 1)
+                })
+                .is_err()
+        {
+            return Fault::None;
+        }
+        let x = x.min(total * 0.999_999);
+        if x < p.server_error {
+            if rng.bool() {
+                Fault::ServerError(StatusCode::INTERNAL_SERVER_ERROR)
+            } else {
+                Fault::ServerError(StatusCode::SERVICE_UNAVAILABLE)
+            }
+        } else if x < p.server_error + p.reset_before {
+            Fault::ResetBefore
+        } else if x < p.server_error + p.reset_before + p.reset_after {
+            Fault::ResetAfter
+        } else {
+            Fault::None
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Reset> {
+        // Moto's own API (reset, state) is the test bed's, not a client's: never faulted.
+        let fault = if req.uri().path().starts_with("/moto-api") {
+            Fault::None
+        } else {
+            self.draw()
+        };
+        let (parts, body) = req.into_parts();
+        let body = body.collect().await.map_err(|_| Reset)?.to_bytes();
+        match fault {
+            Fault::ServerError(status) => {
+                self.counts.server_errors.fetch_add(1, Ordering::Relaxed);
+                return Ok(server_error(status));
+            }
+            Fault::ResetBefore => {
+                self.counts.resets_before.fetch_add(1, Ordering::Relaxed);
+                return Err(Reset);
+            }
+            Fault::None | Fault::ResetAfter => {}
+        }
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut forward = self
+            .client
+            .request(parts.method, format!("{}{path}", self.upstream))
+            .body(body);
+        for (name, value) in &parts.headers {
+            // Host stays the client's: moto builds queue URLs from it, and they must name
+            // this proxy, not the emulator behind it.
+            if !is_hop_by_hop(name.as_str()) {
+                forward = forward.header(name, value);
+            }
+        }
+        let Ok(answer) = forward.send().await else {
+            return Ok(server_error(StatusCode::BAD_GATEWAY));
+        };
+        if matches!(fault, Fault::ResetAfter) {
+            // The emulator acted on it; let the answer go and drop the connection.
+            let _ = answer.bytes().await;
+            self.counts.resets_after.fetch_add(1, Ordering::Relaxed);
+            return Err(Reset);
+        }
+        let status = answer.status();
+        let headers = answer.headers().clone();
+        let Ok(bytes) = answer.bytes().await else {
+            return Ok(server_error(StatusCode::BAD_GATEWAY));
+        };
+        let mut response = Response::new(Full::new(bytes));
+        *response.status_mut() = status;
+        for (name, value) in &headers {
+            if !is_hop_by_hop(name.as_str()) && name != hyper::header::CONTENT_LENGTH {
+                response.headers_mut().append(name, value.clone());
+            }
+        }
+        self.counts.passed.fetch_add(1, Ordering::Relaxed);
+        Ok(response)
+    }
+}
+
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection" | "keep-alive" | "transfer-encoding" | "te" | "trailer" | "upgrade"
+    )
+}
+
+/// An AWS-shaped transient server error. The SDKs retry 500 and 503 by status alone.
+fn server_error(status: StatusCode) -> Response<Full<Bytes>> {
+    let body = r#"{"__type":"InternalFailure","message":"injected fault"}"#;
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    response
+}
