@@ -48,7 +48,10 @@ pub(super) async fn bring_up(common: &Common, webhook: &str) -> anyhow::Result<P
         "notifier".to_owned(),
         set(&[
             ("NOTIFIER_SIGNING_SECRET_PARAMETER", None),
-            ("NOTIFIER_SIGNING_SECRET", Some("local-signing-secret")),
+            (
+                "NOTIFIER_SIGNING_SECRET",
+                Some("whsec_bG9jYWwtc2lnbmluZy1zZWNyZXQ="),
+            ),
             ("NOTIFIER_WEBHOOK_URL", Some(webhook)),
             ("NOTIFIER_ALLOW_PRIVATE_DESTINATIONS", Some("true")),
         ]),

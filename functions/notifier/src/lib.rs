@@ -3,7 +3,8 @@
 //! * Destination: the event's callback URL (the field `NOTIFIER_CALLBACK_FIELD` names) when it
 //!   has one, else the configured default endpoint.
 //! * Body: generic JSON, or a Slack-compatible incoming-webhook body.
-//! * Signature: `Mailroom-Signature: t=…,v1=…`, an HMAC-SHA256 of `"<t>.<body>"` ([`signing`]).
+//! * Signature: Standard Webhooks' `webhook-id` (the task id), `webhook-timestamp` and
+//!   `webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">` ([`signing`]).
 //! * Outcomes: 2xx succeeds; 408, 429, 5xx, timeouts and connection errors retry (honouring
 //!   `Retry-After`); any other status is poison, with the status as the reason.
 //! * The SSRF guard ([`ssrf`]) refuses http and private, loopback, link-local and metadata
@@ -22,24 +23,22 @@ use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, USER_AGENT};
 use serde_json::{Value, json};
 
 pub use config::{Config, Format};
-
-/// The header carrying the task id, for receivers to deduplicate at-least-once deliveries.
-pub const EVENT_ID_HEADER: &str = "Mailroom-Event-Id";
+pub use signing::SigningKey;
 
 /// Delivers events. Built once at cold start; its HTTP client reuses connections.
 #[derive(Debug)]
 pub struct Notifier {
     config: Config,
-    secret: Vec<u8>,
+    key: SigningKey,
     client: reqwest::Client,
 }
 
 impl Notifier {
-    /// A notifier with a resolved secret.
+    /// A notifier signing with `key`.
     ///
     /// # Errors
     /// When the HTTP client cannot be built (TLS setup).
-    pub fn new(config: Config, secret: Vec<u8>) -> Result<Self, reqwest::Error> {
+    pub fn new(config: Config, key: SigningKey) -> Result<Self, reqwest::Error> {
         // rustls on ring with Mozilla's roots compiled in (no scan of the system's certificate
         // files at cold start): the same stack the SDK runs on.
         let mut builder = mailroom_lambda::aws::http_client_builder()
@@ -53,7 +52,7 @@ impl Notifier {
         Ok(Self {
             client: builder.build()?,
             config,
-            secret,
+            key,
         })
     }
 
@@ -67,7 +66,9 @@ impl Notifier {
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let mut request = self
+        // The receiver's deduplication key: the same on every delivery of this task.
+        let id = msg.task_id().or(msg.message_id()).unwrap_or_default();
+        let request = self
             .client
             .post(url.clone())
             .header(CONTENT_TYPE, "application/json")
@@ -76,16 +77,15 @@ impl Notifier {
                 concat!("mailroom-notifier/", env!("CARGO_PKG_VERSION")),
             )
             .header(
+                signing::ID_HEADER,
+                HeaderValue::from_str(id)
+                    .map_err(|_| Failure::poison("the task id is not a valid HTTP header value"))?,
+            )
+            .header(signing::TIMESTAMP_HEADER, timestamp)
+            .header(
                 signing::SIGNATURE_HEADER,
-                signing::sign(&self.secret, timestamp, &body),
+                self.key.sign(id, timestamp, &body),
             );
-        if let Some(id) = msg
-            .task_id()
-            .or(msg.message_id())
-            .and_then(|i| HeaderValue::from_str(i).ok())
-        {
-            request = request.header(EVENT_ID_HEADER, id);
-        }
         let response = match request.body(body).send().await {
             Ok(r) => r,
             Err(e) => return Err(classify_error(&url, &e)),
@@ -267,7 +267,8 @@ mod tests {
         ]))
         .expect("config");
         config.allow_private = false;
-        let notifier = Notifier::new(config, b"s".to_vec()).expect("client");
+        let key = SigningKey::from_secret(b"s").expect("key");
+        let notifier = Notifier::new(config, key).expect("client");
         let engine = mailroom_lambda::Engine::new(
             mailroom_lambda::EngineConfig {
                 metrics: mailroom_lambda::telemetry::MetricsSink::Discard,

@@ -1,7 +1,7 @@
 //! Lambda entry point: wiring only. Configuration, the secret and the HTTP client are set up
 //! once, at cold start; the engine runs the notifier over each batch.
 
-use notifier::{Config, Notifier, secret};
+use notifier::{Config, Notifier, SigningKey, secret};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -10,7 +10,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = Config::from_env(&env)?;
     let aws = mailroom_lambda::aws::from_env();
     let secret = secret::resolve(&config.secret, &aws).await?;
-    let notifier = Notifier::new(config, secret)?;
+    let key = SigningKey::from_secret(&secret)?;
+    let notifier = Notifier::new(config, key)?;
     let engine = mailroom_lambda::Engine::from_env(&env, &aws)?;
     mailroom_lambda::serve(&engine, |msg| notifier.handle(msg)).await
 }

@@ -8,10 +8,10 @@ use common::Receiver;
 use mailroom_lambda::testing::{FakeQueues, fixture};
 use mailroom_lambda::{BatchReport, Cause, Deadline, Engine, EngineConfig, Outcome, SqsEvent};
 use notifier::config::{Config, Format, SecretSource};
-use notifier::{EVENT_ID_HEADER, Notifier, signing};
+use notifier::{Notifier, SigningKey, signing};
 use serde_json::{Value, json};
 
-const SECRET: &str = "whsec_test";
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 fn config(allow_private: bool) -> Config {
     Config {
@@ -41,6 +41,7 @@ fn event_to(urls: &[&str]) -> SqsEvent {
                 json!({"order_id": format!("o-{i}"), "amount_cents": 100, "callback_url": url});
             envelope["Message"] = Value::String(payload.to_string());
             envelope["MessageId"] = Value::String(format!("sns-{i}"));
+            envelope["MessageAttributes"]["task_id"]["Value"] = Value::String(format!("task-{i}"));
             r.body = Some(envelope.to_string());
             r
         })
@@ -49,7 +50,8 @@ fn event_to(urls: &[&str]) -> SqsEvent {
 }
 
 async fn deliver(config: Config, event: SqsEvent) -> (BatchReport, FakeQueues) {
-    let notifier = Notifier::new(config, SECRET.as_bytes().to_vec()).expect("client");
+    let key = SigningKey::from_secret(SECRET.as_bytes()).expect("key");
+    let notifier = Notifier::new(config, key).expect("client");
     let queues = FakeQueues::new();
     let engine = Engine::new(
         EngineConfig {
@@ -89,18 +91,21 @@ async fn a_2xx_succeeds_and_the_receiver_verifies_the_signature() {
     let got = rx.deliveries();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].path, "ok");
-    let header = got[0].headers[signing::SIGNATURE_HEADER]
-        .to_str()
-        .expect("ascii");
-    assert_eq!(
-        signing::verify(SECRET.as_bytes(), header, &got[0].body, now(), 300),
-        Ok(())
+    let header = |name: &str| got[0].headers[name].to_str().expect("ascii").to_owned();
+    let key = SigningKey::from_secret(SECRET.as_bytes()).expect("key");
+    let (id, ts, sig) = (
+        header(signing::ID_HEADER),
+        header(signing::TIMESTAMP_HEADER),
+        header(signing::SIGNATURE_HEADER),
     );
-    assert!(signing::verify(b"wrong", header, &got[0].body, now(), 300).is_err());
-    assert_eq!(
-        got[0].headers[EVENT_ID_HEADER], "sns-0",
-        "the task id, for receiver-side dedup"
+    assert_eq!(key.verify(&id, &ts, &sig, &got[0].body, now(), 300), Ok(()));
+    let wrong = SigningKey::from_secret(b"wrong").expect("key");
+    assert!(
+        wrong
+            .verify(&id, &ts, &sig, &got[0].body, now(), 300)
+            .is_err()
     );
+    assert_eq!(id, "task-0", "the task id, for receiver-side dedup");
     let body: Value = serde_json::from_slice(&got[0].body).expect("json");
     assert_eq!(body["event"]["order_id"], "o-0");
     assert_eq!(body["kind"], "order.placed");
@@ -237,4 +242,71 @@ async fn without_a_callback_the_default_endpoint_gets_a_slack_body() {
         text.starts_with("*order.placed*") && text.contains("o-0"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_standard_webhooks_library_verifies_the_delivery() {
+    // GIVEN a receiver, and the Standard Webhooks project's own Python library (pinned in
+    // requirements-dev.txt): an implementation independent of ours
+    let rx = Receiver::start().await;
+
+    // WHEN an event is delivered
+    let (report, _) = deliver(config(true), event_to(&[&rx.url("/ok")])).await;
+    assert_eq!(outcome(&report, 0), &Outcome::Succeeded);
+    let got = rx.deliveries();
+
+    // THEN `Webhook(secret).verify(body, headers)` accepts it, and refuses a changed body
+    let headers: serde_json::Map<String, Value> = got[0]
+        .headers
+        .iter()
+        .filter(|(n, _)| n.as_str().starts_with("webhook-"))
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                Value::String(v.to_str().expect("ascii").into()),
+            )
+        })
+        .collect();
+    let script = r#"
+import json, sys
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+secret, headers, body = sys.argv[1], json.loads(sys.argv[2]), sys.stdin.buffer.read()
+wh = Webhook(secret)
+print(json.dumps(wh.verify(body, headers)))
+try:
+    wh.verify(body + b" ", headers)
+    print("changed body accepted")
+except WebhookVerificationError:
+    print("changed body refused")
+"#;
+    let python = mailroom_local::Moto::venv(mailroom_local::workspace_root())
+        .join("bin")
+        .join("python");
+    let mut child = std::process::Command::new(python)
+        .args(["-c", script, SECRET, &Value::Object(headers).to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the venv's python (scripts/setup.sh)");
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&got[0].body)
+            .expect("body written");
+    }
+    let out = child.wait_with_output().expect("python ran");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines = stdout.lines();
+    let verified: Value = serde_json::from_str(lines.next().expect("a line")).expect("json");
+    assert_eq!(verified["event"]["order_id"], "o-0");
+    assert_eq!(lines.next(), Some("changed body refused"));
 }

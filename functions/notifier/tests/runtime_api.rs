@@ -29,7 +29,7 @@ async fn the_notifier_binary_reports_exactly_the_failed_record_through_the_runti
             ("MAILROOM_BACKOFF", "off"),
             ("NOTIFIER_WEBHOOK_URL", webhook.as_str()),
             ("NOTIFIER_CALLBACK_FIELD", ""),
-            ("NOTIFIER_SIGNING_SECRET", "whsec_runtime"),
+            ("NOTIFIER_SIGNING_SECRET", "whsec_cnVudGltZS1zZWNyZXQ="),
             ("NOTIFIER_ALLOW_PRIVATE_DESTINATIONS", "true"),
         ],
     )
