@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use super::Work;
 use super::run::{Done, RunCtx, done, fail};
 use crate::clock::ms;
-use crate::ledger::{Lease, Ledger};
+use crate::ledger::{Lease, Ledger, LedgerError};
 use crate::message::Message;
 use crate::outcome::{Backoff, Cause, Failure, Outcome};
 use crate::sqs::QueuePort;
@@ -73,17 +73,17 @@ where
             }
         }
         let d = self.attempt(w).await;
-        let written = match &d.report.outcome {
-            Outcome::Succeeded => ledger.succeed(&task, consumer).await,
-            Outcome::Poisoned { reason, .. } => ledger
-                .dead_letter(&task, consumer, reason, Some(&owner))
-                .await
-                .map(drop),
-            Outcome::Failed { reason, .. } => {
-                ledger.fail(&task, consumer, &owner, reason).await.map(drop)
+        // Once the work is done, its record is what keeps a redelivery from doing it again:
+        // a transient ledger error is tried again (four tries in all, 50 ms apart and
+        // doubling) before the pair is left to its lease.
+        let mut written = record(ledger, &task, consumer, &owner, &d.report.outcome).await;
+        for pause in [50, 100, 200] {
+            if !matches!(&written, Err(e) if e.is_retryable()) {
+                break;
             }
-            Outcome::Duplicate | Outcome::Skipped { .. } => Ok(()),
-        };
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            written = record(ledger, &task, consumer, &owner, &d.report.outcome).await;
+        }
         if let Err(e) = written {
             // The message's fate stands (deleting a success is right even so); the pair stays
             // IN_PROGRESS until its lease runs out, where the monitor's sweep sees it.
@@ -91,5 +91,24 @@ where
             self.ledger_errors.fetch_add(1, Ordering::Relaxed);
         }
         d
+    }
+}
+
+/// Writes a run's outcome to the ledger.
+async fn record(
+    ledger: &Ledger,
+    task: &str,
+    consumer: &str,
+    owner: &str,
+    outcome: &Outcome,
+) -> Result<(), LedgerError> {
+    match outcome {
+        Outcome::Succeeded => ledger.succeed(task, consumer).await,
+        Outcome::Poisoned { reason, .. } => ledger
+            .dead_letter(task, consumer, reason, Some(owner))
+            .await
+            .map(drop),
+        Outcome::Failed { reason, .. } => ledger.fail(task, consumer, owner, reason).await.map(drop),
+        Outcome::Duplicate | Outcome::Skipped { .. } => Ok(()),
     }
 }

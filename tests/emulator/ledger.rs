@@ -529,3 +529,56 @@ async fn a_bulk_read_of_the_ledger_gets_every_pair_through_transient_errors() {
     assert_eq!(distinct.len(), 600);
     assert!(pairs.iter().all(|e| e.state == State::Succeeded));
 }
+
+#[tokio::test]
+async fn a_success_whose_ledger_write_fails_past_the_sdks_retries_is_written_on_a_later_try() {
+    // Found by `mailroom local demo --faults 0.05`: a success the ledger never heard of leaves
+    // the pair IN_PROGRESS, and the next delivery after the lease runs the work again.
+    // GIVEN a guarded consumer whose ledger calls go through a fault proxy, armed by the
+    // handler itself, once the lease is taken, to fail the next four calls with HTTP 500
+    // (more than the SDK's three attempts)
+    let bed = TestBed::new().await;
+    let ledger = bed.ledger(Arc::new(SystemClock)).await;
+    let proxy = mailroom_local::faults::FaultyEndpoint::start(
+        crate::helpers::endpoint(),
+        mailroom_local::faults::FaultPlan::mix(0.0),
+        3,
+    )
+    .await
+    .expect("proxy");
+    let through_proxy = aws_sdk_dynamodb::Client::new(
+        &mailroom_local::emulator_config(proxy.endpoint()).await,
+    );
+    let (queue, _dlq) = bed.queue_with_dlq("record-retry", 5, 30).await;
+    let (engine, _) = bed.engine(|c| c.consumer = "billing".into());
+    let engine = engine.with_ledger(mailroom_lambda::ledger::Ledger::new(
+        through_proxy,
+        ledger.table(),
+    ));
+    bed.send(&queue, &envelope("task-r", &order_json("o-r", 100)), &[])
+        .await;
+    let effects = AtomicU32::new(0);
+    let handler = |_: Message<Order>| {
+        effects.fetch_add(1, Ordering::SeqCst);
+        proxy.arm(mailroom_local::faults::FaultPlan::only(
+            mailroom_local::faults::FaultKind::ServerError,
+            4,
+        ));
+        async { Ok::<(), Failure>(()) }
+    };
+
+    // WHEN the record runs
+    let run = bed.invoke(&queue, &engine, handler).await;
+
+    // THEN it succeeded once, the four faults were spent, and the ledger, read directly,
+    // says SUCCEEDED
+    assert_eq!(run.report.records[0].outcome, Outcome::Succeeded);
+    assert_eq!(effects.load(Ordering::SeqCst), 1);
+    assert_eq!(proxy.counts().snapshot().1, 4);
+    let entry = ledger
+        .get("task-r", "billing")
+        .await
+        .expect("ledger read")
+        .expect("the pair");
+    assert_eq!(entry.state, State::Succeeded);
+}

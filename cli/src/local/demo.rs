@@ -112,6 +112,7 @@ pub(super) async fn sweep(p: &Pipeline) -> anyhow::Result<()> {
 pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let receiver = Arc::new(Receiver::default());
+    receiver.log_to(&super::up::log_dir(&args.common)?)?;
     let webhook = receiver.start().await?;
     let mut common = args.common.clone();
     if common.speed == 1 {
@@ -237,6 +238,7 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         // The scheduled sweeps, plus the two the demo asks for.
         summary.sweeps = monitor.counters.scheduled.load(Ordering::Relaxed) + 2;
     }
+    receiver.flush();
     let count_repeats = |m: &std::sync::Mutex<std::collections::HashMap<String, u32>>| {
         let m = m.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         (m.values().filter(|n| **n > 1).count(), m.len())

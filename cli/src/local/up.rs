@@ -76,16 +76,19 @@ pub(super) async fn bring_up(common: &Common, webhook: &str) -> anyhow::Result<P
             "example-consumer-faults".to_owned(),
         )]),
         speed,
-        log_dir: Some(
-            common
-                .log_dir
-                .clone()
-                .unwrap_or_else(|| root.join("target/local-logs")),
-        ),
+        log_dir: Some(log_dir(common)?),
         endpoint: mailroom_lambda::Env::process().string("MAILROOM_ENDPOINT_URL"),
         faults: (common.faults > 0.0).then(|| FaultPlan::mix(common.faults)),
     };
     Ok(Pipeline::up(&options).await?)
+}
+
+/// Where functions' logs (and the local webhook's) go: `--log-dir`, else target/local-logs.
+pub(super) fn log_dir(common: &Common) -> anyhow::Result<PathBuf> {
+    Ok(match &common.log_dir {
+        Some(d) => d.clone(),
+        None => std::env::current_dir()?.join("target/local-logs"),
+    })
 }
 
 pub(super) fn print_topology(p: &Pipeline) {

@@ -1,5 +1,6 @@
 //! The local webhook the notifier delivers to in `mailroom local`: it plays an external
-//! service, with the demo's failures, and counts what it accepted.
+//! service, with the demo's failures, counts what it accepted, and writes each accepted
+//! delivery as a JSON line (`webhook.jsonl` in the log directory) for an independent read.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,19 +19,52 @@ pub(super) struct Receiver {
     pub(super) accepted: Mutex<HashMap<String, u32>>,
     /// Accepted deliveries per business key (the event's `order_id`).
     pub(super) accepted_orders: Mutex<HashMap<String, u32>>,
+    /// Where accepted deliveries are logged, one JSON line each.
+    pub(super) log: Mutex<Option<std::io::BufWriter<std::fs::File>>>,
 }
 
 impl Receiver {
+    /// Logs accepted deliveries to `dir/webhook.jsonl` (truncated).
+    pub(super) fn log_to(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let file = std::fs::File::create(dir.join("webhook.jsonl"))?;
+        *self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(std::io::BufWriter::new(file));
+        Ok(())
+    }
+
+    /// Writes out what is logged so far.
+    pub(super) fn flush(&self) {
+        use std::io::Write;
+        if let Some(w) = self
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_mut()
+        {
+            let _ = w.flush();
+        }
+    }
+
     pub(super) async fn start(self: &Arc<Self>) -> anyhow::Result<String> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr: SocketAddr = listener.local_addr()?;
         let me = self.clone();
         let app = axum::Router::new().route(
             "/hook",
-            axum::routing::post(move |body: axum::body::Bytes| {
-                let me = me.clone();
-                async move { me.answer(&body) }
-            }),
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let me = me.clone();
+                    async move {
+                        let id = headers
+                            .get("webhook-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        me.answer(id, &body)
+                    }
+                },
+            ),
         );
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -38,10 +72,10 @@ impl Receiver {
         Ok(format!("http://{addr}/hook"))
     }
 
-    pub(super) fn answer(&self, body: &[u8]) -> axum::http::StatusCode {
+    /// Answers a delivery whose `webhook-id` (the task id) is `id`.
+    pub(super) fn answer(&self, id: String, body: &[u8]) -> axum::http::StatusCode {
         use axum::http::StatusCode;
         let doc: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        let id = doc["id"].as_str().unwrap_or_default().to_owned();
         let customer = doc["event"]["customer"].as_str().unwrap_or_default();
         let attempt = {
             let mut a = self
@@ -62,8 +96,18 @@ impl Receiver {
             .accepted
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(id)
+            .entry(id.clone())
             .or_default() += 1;
+        if let Some(w) = self
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_mut()
+        {
+            use std::io::Write;
+            let line = serde_json::json!({"webhook_id": id, "order_id": doc["event"]["order_id"]});
+            let _ = writeln!(w, "{line}");
+        }
         if let Some(order) = doc["event"]["order_id"].as_str() {
             *self
                 .accepted_orders

@@ -95,13 +95,14 @@ impl FaultCounts {
 pub struct FaultyEndpoint {
     endpoint: String,
     counts: Arc<FaultCounts>,
+    shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
 }
 
 #[derive(Debug)]
 struct Shared {
     upstream: String,
-    plan: FaultPlan,
+    plan: std::sync::Mutex<FaultPlan>,
     client: reqwest::Client,
     counts: Arc<FaultCounts>,
     rng: std::sync::Mutex<fastrand::Rng>,
@@ -130,13 +131,15 @@ impl FaultyEndpoint {
             .map_err(io::Error::other)?;
         let shared = Arc::new(Shared {
             upstream: upstream.trim_end_matches('/').to_owned(),
-            plan,
+            plan: std::sync::Mutex::new(plan),
             client,
             counts: counts.clone(),
             rng: std::sync::Mutex::new(fastrand::Rng::with_seed(seed)),
             injected: AtomicU64::new(0),
         });
+        let accepting = shared.clone();
         let task = tokio::spawn(async move {
+            let shared = accepting;
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
@@ -158,6 +161,7 @@ impl FaultyEndpoint {
         Ok(Self {
             endpoint,
             counts,
+            shared,
             task,
         })
     }
@@ -170,6 +174,17 @@ impl FaultyEndpoint {
     /// What it has done so far.
     pub fn counts(&self) -> &FaultCounts {
         &self.counts
+    }
+
+    /// Injects `plan` from the next request on, its budget counted afresh: a test arms the
+    /// proxy at the moment it wants faults (after a lease is taken, say).
+    pub fn arm(&self, plan: FaultPlan) {
+        *self
+            .shared
+            .plan
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = plan;
+        self.shared.injected.store(0, Ordering::SeqCst);
     }
 }
 
@@ -193,7 +208,10 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let x = rng.f64();
-        let p = self.plan;
+        let p = *self
+            .plan
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let total = p.server_error + p.reset_before + p.reset_after;
         if x >= total
             || self
