@@ -40,6 +40,8 @@ pub mod message;
 pub mod outcome;
 pub mod poison;
 pub mod publish;
+#[cfg(feature = "schemas")]
+pub mod schema;
 pub mod sqs;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-util"))]

@@ -238,6 +238,17 @@ pub enum PublishError {
     /// The payload did not serialise.
     #[error("the payload does not serialise as JSON: {0}")]
     Encode(String),
+    /// The payload breaks its kind's JSON Schema; nothing was sent.
+    #[error("the payload does not match the schema of `{kind}`: {}", violations.join("; "))]
+    Schema {
+        /// The event kind.
+        kind: String,
+        /// Each violation, as `<JSON pointer>: <what is wrong>`.
+        violations: Vec<String>,
+    },
+    /// No schema for the event's kind, where the publisher checks schemas.
+    #[error("no schema for the event kind `{0}`")]
+    UnknownKind(String),
     /// SNS refused it for good (validation, access, a missing topic).
     #[error("SNS refused it: {0}")]
     Refused(String),
@@ -300,6 +311,8 @@ pub struct Publisher {
     max_bytes: usize,
     attempts: u32,
     backoff: Duration,
+    #[cfg(feature = "schemas")]
+    schemas: Option<std::sync::Arc<crate::schema::Schemas>>,
 }
 
 impl Publisher {
@@ -313,7 +326,18 @@ impl Publisher {
             max_bytes: SNS_MAX_MESSAGE_BYTES,
             attempts: 5,
             backoff: Duration::from_millis(100),
+            #[cfg(feature = "schemas")]
+            schemas: None,
         }
+    }
+
+    /// Checks every payload against its kind's schema before sending; a kind without one is
+    /// refused.
+    #[cfg(feature = "schemas")]
+    #[must_use]
+    pub fn with_schemas(mut self, schemas: std::sync::Arc<crate::schema::Schemas>) -> Self {
+        self.schemas = Some(schemas);
+        self
     }
 
     /// Another size limit (a topic may not take SNS's whole 256 KiB, for instance when its
@@ -348,7 +372,23 @@ impl Publisher {
     /// # Errors
     /// As [`Event::check`].
     pub fn check(&self, event: &Event) -> Result<(), PublishError> {
-        event.check(self.max_bytes, self.fifo)
+        event.check(self.max_bytes, self.fifo)?;
+        #[cfg(feature = "schemas")]
+        if let Some(schemas) = &self.schemas {
+            let payload: serde_json::Value = serde_json::from_str(&event.payload)
+                .map_err(|e| PublishError::Invalid(format!("the payload is not JSON: {e}")))?;
+            match schemas.check(&event.kind, &payload) {
+                None => return Err(PublishError::UnknownKind(event.kind.clone())),
+                Some(v) if !v.is_empty() => {
+                    return Err(PublishError::Schema {
+                        kind: event.kind.clone(),
+                        violations: v.iter().map(ToString::to_string).collect(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// Publishes `events` in batches of ten. Entries SNS did not take for a transient reason

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use mailroom_lambda::message::TASK_ID_ATTRIBUTE;
 use mailroom_lambda::publish::{Event, KIND_ATTRIBUTE, Publisher};
+use mailroom_lambda::schema::Schemas;
 
 /// Options of `mailroom publish`.
 #[derive(Debug, clap::Args)]
@@ -34,6 +35,10 @@ pub(crate) struct Args {
     /// per message. Publishing the same id again is the same task to every consumer.
     #[arg(long = "task-id", value_name = "ID")]
     task_ids: Vec<String>,
+    /// Check each message against `DIR/<kind>.json` (JSON Schema) first; a message that does
+    /// not match, or a kind without a schema, is refused with the schema's error paths.
+    #[arg(long, value_name = "DIR")]
+    schemas: Option<PathBuf>,
     /// The tenant the events belong to.
     #[arg(long)]
     tenant: Option<String>,
@@ -127,7 +132,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .collect();
     let sns = aws_sdk_sns::Client::new(&crate::aws_config(args.endpoint_url.as_deref()).await);
     let topic = topic_arn(&sns, &args.topic).await?;
-    let report = Publisher::new(sns, &topic).publish(&events).await;
+    let mut publisher = Publisher::new(sns, &topic);
+    if let Some(dir) = &args.schemas {
+        publisher = publisher.with_schemas(std::sync::Arc::new(Schemas::load(dir)?));
+    }
+    let report = publisher.publish(&events).await;
     let failed: Vec<String> = report
         .failed
         .iter()

@@ -151,7 +151,10 @@ async fn a_thousand_events_all_succeed_once_after_the_dlq_alert_the_replay_and_t
     );
     let faults = &s["faults"];
     for kind in ["server_errors", "resets_before", "resets_after"] {
-        assert!(faults[kind].as_u64().expect("count") > 0, "{kind}: {faults}");
+        assert!(
+            faults[kind].as_u64().expect("count") > 0,
+            "{kind}: {faults}"
+        );
     }
     // 1 in 8 met a flaky webhook once: retried, not dead-lettered. 1 in 10 was refused (400)
     // until the fix: poison in the DLQ with its reason, then replayed, every one.

@@ -167,6 +167,76 @@ async fn publish_sends_messages_and_json_lines_with_attributes_through_the_topic
         Some("key-42")
     );
 
+    // AND with the schemas, a payload that breaks its kind's schema is refused by path and
+    // nothing is sent; a valid one goes
+    let schemas = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas");
+    let out = mailroom(
+        endpoint,
+        &[
+            "--topic",
+            &topic,
+            "--kind",
+            "order.placed",
+            "--schemas",
+            schemas,
+            "--message",
+            r#"{"order_id":"z","amount_cents":0}"#,
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/amount_cents"), "{err}");
+    let out = mailroom(
+        endpoint,
+        &[
+            "--topic",
+            &topic,
+            "--kind",
+            "order.cancelled",
+            "--schemas",
+            schemas,
+            "--message",
+            r#"{"order_id":"z"}"#,
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no schema for the event kind `order.cancelled`")
+    );
+    let out = mailroom(
+        endpoint,
+        &[
+            "--topic",
+            &topic,
+            "--kind",
+            "order.placed",
+            "--schemas",
+            schemas,
+            "--message",
+            r#"{"order_id":"v","amount_cents":5}"#,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = sqs
+        .receive_message()
+        .queue_url(queue.as_str())
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .expect("receive")
+        .messages
+        .unwrap_or_default();
+    let bodies: Vec<&str> = got.iter().filter_map(|m| m.body()).collect();
+    assert_eq!(
+        bodies,
+        vec![r#"{"order_id":"v","amount_cents":5}"#],
+        "only the valid one"
+    );
+
     // AND an unknown topic or a bad attribute is a clear error
     let out = mailroom(
         endpoint,

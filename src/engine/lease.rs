@@ -108,7 +108,9 @@ async fn record(
             .dead_letter(task, consumer, reason, Some(owner))
             .await
             .map(drop),
-        Outcome::Failed { reason, .. } => ledger.fail(task, consumer, owner, reason).await.map(drop),
+        Outcome::Failed { reason, .. } => {
+            ledger.fail(task, consumer, owner, reason).await.map(drop)
+        }
         Outcome::Duplicate | Outcome::Skipped { .. } => Ok(()),
     }
 }

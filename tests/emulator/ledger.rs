@@ -546,9 +546,8 @@ async fn a_success_whose_ledger_write_fails_past_the_sdks_retries_is_written_on_
     )
     .await
     .expect("proxy");
-    let through_proxy = aws_sdk_dynamodb::Client::new(
-        &mailroom_local::emulator_config(proxy.endpoint()).await,
-    );
+    let through_proxy =
+        aws_sdk_dynamodb::Client::new(&mailroom_local::emulator_config(proxy.endpoint()).await);
     let (queue, _dlq) = bed.queue_with_dlq("record-retry", 5, 30).await;
     let (engine, _) = bed.engine(|c| c.consumer = "billing".into());
     let engine = engine.with_ledger(mailroom_lambda::ledger::Ledger::new(

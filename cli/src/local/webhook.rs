@@ -28,7 +28,10 @@ impl Receiver {
     pub(super) fn log_to(&self, dir: &std::path::Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
         let file = std::fs::File::create(dir.join("webhook.jsonl"))?;
-        *self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+        *self
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
             Some(std::io::BufWriter::new(file));
         Ok(())
     }
@@ -61,7 +64,7 @@ impl Receiver {
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or_default()
                             .to_owned();
-                        me.answer(id, &body)
+                        me.answer(&id, &body)
                     }
                 },
             ),
@@ -73,7 +76,7 @@ impl Receiver {
     }
 
     /// Answers a delivery whose `webhook-id` (the task id) is `id`.
-    pub(super) fn answer(&self, id: String, body: &[u8]) -> axum::http::StatusCode {
+    pub(super) fn answer(&self, id: &str, body: &[u8]) -> axum::http::StatusCode {
         use axum::http::StatusCode;
         let doc: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let customer = doc["event"]["customer"].as_str().unwrap_or_default();
@@ -82,7 +85,7 @@ impl Receiver {
                 .attempts
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let n = a.entry(id.clone()).or_default();
+            let n = a.entry(id.to_owned()).or_default();
             *n += 1;
             *n
         };
@@ -96,7 +99,7 @@ impl Receiver {
             .accepted
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(id.clone())
+            .entry(id.to_owned())
             .or_default() += 1;
         if let Some(w) = self
             .log

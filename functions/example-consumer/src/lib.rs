@@ -6,12 +6,15 @@
 use mailroom_lambda::{Failure, Message};
 use serde::Deserialize;
 
-/// The event this consumer handles.
-#[derive(Debug, Clone, Deserialize)]
+/// The event this consumer handles: kind `order.placed`. Its JSON Schema,
+/// `schemas/order.placed.json`, is generated from this type (`tests/schema.rs`).
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 pub struct OrderPlaced {
     /// The order.
+    #[schemars(length(min = 1))]
     pub order_id: String,
     /// The amount, in cents; must be positive.
+    #[schemars(range(min = 1))]
     pub amount_cents: u64,
 }
 
