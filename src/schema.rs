@@ -66,7 +66,7 @@ impl Schemas {
             path: path.display().to_string(),
             message: e.to_string(),
         };
-        let mut by_kind = BTreeMap::new();
+        let mut documents = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| read(dir, &e))? {
             let path = entry.map_err(|e| read(dir, &e))?.path();
             let (Some(kind), Some("json")) = (
@@ -76,14 +76,37 @@ impl Schemas {
                 continue;
             };
             let text = std::fs::read_to_string(&path).map_err(|e| read(&path, &e))?;
+            documents.push((kind.to_owned(), text));
+        }
+        let borrowed: Vec<(&str, &str)> = documents
+            .iter()
+            .map(|(k, t)| (k.as_str(), t.as_str()))
+            .collect();
+        Self::from_documents(&borrowed).map_err(|e| match e {
+            SchemaError::Invalid { path, message } => SchemaError::Invalid {
+                path: dir.join(path).display().to_string(),
+                message,
+            },
+            other @ SchemaError::Read { .. } => other,
+        })
+    }
+
+    /// Schemas given as `(kind, JSON text)` pairs (a function embeds them at build time).
+    ///
+    /// # Errors
+    /// When a text is not JSON or not a valid JSON Schema.
+    pub fn from_documents(documents: &[(&str, &str)]) -> Result<Self, SchemaError> {
+        let mut by_kind = BTreeMap::new();
+        for (kind, text) in documents {
+            let invalid = |message: String| SchemaError::Invalid {
+                path: format!("{kind}.json"),
+                message,
+            };
             let schema: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| read(&path, &e))?;
+                serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
             let validator =
-                jsonschema::validator_for(&schema).map_err(|e| SchemaError::Invalid {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                })?;
-            by_kind.insert(kind.to_owned(), validator);
+                jsonschema::validator_for(&schema).map_err(|e| invalid(e.to_string()))?;
+            by_kind.insert((*kind).to_owned(), validator);
         }
         Ok(Self { by_kind })
     }

@@ -28,12 +28,14 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::clock::{Clock, SystemClock, ms};
 
+mod accept;
 mod item;
 mod lease;
 mod marks;
 mod reads;
 
-use item::{n, s};
+pub use accept::{Acceptance, Accepted, TASK_MARKER, TaskStory};
+use item::{entry, n, s};
 
 /// The sparse index over open pairs.
 pub const OPEN_INDEX: &str = "open-by-time";

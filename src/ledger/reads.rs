@@ -1,6 +1,6 @@
 //! Reads: one pair, one task, the open pairs from the sparse index, and every pair in bulk.
 
-use super::item::{entry, n, s};
+use super::item::{Item, entry, n, s};
 use super::{Entry, Ledger, LedgerError, OPEN_INDEX, OPEN_SHARDS};
 
 impl Ledger {
@@ -22,13 +22,18 @@ impl Ledger {
         out.item().map(|i| entry("GetItem", i)).transpose()
     }
 
-    /// Every consumer's state for one task.
+    /// Every consumer's state for one task (the intake's own record left out: see
+    /// [`Ledger::story`]).
     ///
     /// # Errors
     /// When DynamoDB does not answer or an item is malformed.
     pub async fn task(&self, task_id: &str) -> Result<Vec<Entry>, LedgerError> {
-        let items = self
-            .client
+        Ok(self.story(task_id).await?.consumers)
+    }
+
+    /// Every item under one task id, strongly consistent.
+    pub(crate) async fn task_items(&self, task_id: &str) -> Result<Vec<Item>, LedgerError> {
+        self.client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk")
@@ -38,13 +43,9 @@ impl Ledger {
             .items()
             .send()
             .collect::<Vec<_>>()
-            .await;
-        items
+            .await
             .into_iter()
-            .map(|i| {
-                i.map_err(|e| LedgerError::from_sdk("Query", &e))
-                    .and_then(|i| entry("Query", &i))
-            })
+            .map(|i| i.map_err(|e| LedgerError::from_sdk("Query", &e)))
             .collect()
     }
 
@@ -96,7 +97,12 @@ impl Ledger {
                 }
             };
             for item in page.items() {
-                if super::item::string(item, "pk").is_some_and(|pk| pk.starts_with('#')) {
+                // The monitor's documents (`#` keys) and the intake's task records (`#` sort
+                // keys) are not pairs.
+                if ["pk", "sk"]
+                    .iter()
+                    .any(|k| super::item::string(item, k).is_some_and(|v| v.starts_with('#')))
+                {
                     continue;
                 }
                 out.push(entry("Scan", item)?);

@@ -10,35 +10,69 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Monitor;
-use mailroom_lambda::ledger::{Entry, State};
+use mailroom_lambda::ledger::{Acceptance, Entry, Ledger, State, TaskStory};
 
 /// One task across its consumers.
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskStatus {
     /// The task id.
     pub task_id: String,
-    /// `SUCCEEDED` when every consumer succeeded, `PARKED` when any gave up and the rest
-    /// succeeded, else `OPEN`.
+    /// Where the task stands as a whole ([`TaskStatus::of`]).
     pub status: &'static str,
+    /// What the intake accepted, for tasks that came through it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted: Option<Acceptance>,
     /// Per consumer.
     pub consumers: Vec<Entry>,
 }
 
 impl TaskStatus {
-    /// Sums up per-consumer entries.
-    pub fn of(task_id: &str, consumers: Vec<Entry>) -> Self {
-        let status = if consumers.iter().any(|e| e.state.is_open()) {
-            "OPEN"
-        } else if consumers.iter().any(|e| e.state == State::Parked) {
-            "PARKED"
-        } else {
+    /// Sums up a task: `UNKNOWN` when the ledger has never seen it; `SUCCEEDED` when every
+    /// consumer succeeded; `DEAD_LETTERED` when one is in a DLQ; `PARKED` when one gave up
+    /// and the rest succeeded; `FAILED` when one's last attempt failed (SQS delivers it
+    /// again); `RUNNING` while one holds it or it was replayed; else `ACCEPTED` (accepted or
+    /// registered, not yet picked up).
+    pub fn of(task_id: &str, story: TaskStory) -> Self {
+        let states: Vec<State> = story.consumers.iter().map(|e| e.state).collect();
+        let any = |s: State| states.contains(&s);
+        let status = if states.is_empty() && story.accepted.is_none() {
+            "UNKNOWN"
+        } else if !states.is_empty() && states.iter().all(|s| *s == State::Succeeded) {
             "SUCCEEDED"
+        } else if any(State::DeadLettered) {
+            "DEAD_LETTERED"
+        } else if any(State::Parked) && !states.iter().any(|s| s.is_open()) {
+            "PARKED"
+        } else if any(State::Failed) {
+            "FAILED"
+        } else if any(State::InProgress) || any(State::Replayed) || any(State::Succeeded) {
+            "RUNNING"
+        } else {
+            "ACCEPTED"
         };
         Self {
             task_id: task_id.to_owned(),
             status,
-            consumers,
+            accepted: story.accepted,
+            consumers: story.consumers,
         }
+    }
+}
+
+/// `GET /tasks/{id}`, the one implementation the monitor's and the intake's routes share:
+/// 200 with the task's status, 404 with status `UNKNOWN` for an id the ledger has never
+/// seen, 502 naming the cause when the ledger does not answer.
+pub async fn task_reply(ledger: &Ledger, id: &str) -> Reply {
+    if id.starts_with('#') || id.is_empty() {
+        return reply(404, json!(TaskStatus::of(id, TaskStory::default())));
+    }
+    match ledger.story(id).await {
+        Ok(story) => {
+            let status = TaskStatus::of(id, story);
+            let code = if status.status == "UNKNOWN" { 404 } else { 200 };
+            reply(code, json!(status))
+        }
+        Err(e) => error(502, e.to_string()),
     }
 }
 
@@ -55,7 +89,8 @@ fn reply(status: u16, body: Value) -> Reply {
     Reply { status, body }
 }
 
-fn error(status: u16, message: impl Into<String>) -> Reply {
+/// An error answer: `{"error": message}`.
+pub fn error(status: u16, message: impl Into<String>) -> Reply {
     reply(status, json!({ "error": message.into() }))
 }
 
@@ -67,7 +102,8 @@ fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
-fn percent_decode(s: &str) -> String {
+/// Percent-decodes a path segment or query value (`+` is a space).
+pub fn percent_decode(s: &str) -> String {
     let hex = |b: u8| {
         char::from(b)
             .to_digit(16)
@@ -109,19 +145,7 @@ pub async fn route(monitor: &Monitor, method: &str, path: &str, query: &str) -> 
     }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
-        ["tasks", id] if !id.is_empty() => {
-            let id = percent_decode(id);
-            if id.starts_with('#') {
-                return error(404, "no such task");
-            }
-            match monitor.ledger().task(&id).await {
-                Ok(entries) if entries.is_empty() => {
-                    error(404, format!("no task {id} in the ledger"))
-                }
-                Ok(entries) => reply(200, json!(TaskStatus::of(&id, entries))),
-                Err(e) => error(502, e.to_string()),
-            }
-        }
+        ["tasks", id] if !id.is_empty() => task_reply(monitor.ledger(), &percent_decode(id)).await,
         ["tasks"] => {
             let wanted = query_param(query, "bucket");
             let names = monitor.config().bucket_names();
@@ -181,17 +205,26 @@ mod tests {
             updated_at_ms: 0,
             lease_until_ms: None,
         };
+        let of = |states: &[State]| {
+            TaskStatus::of(
+                "t",
+                TaskStory {
+                    accepted: None,
+                    consumers: states.iter().map(|s| e(*s)).collect(),
+                },
+            )
+            .status
+        };
+        assert_eq!(of(&[]), "UNKNOWN");
+        assert_eq!(of(&[State::Succeeded, State::Failed]), "FAILED");
+        assert_eq!(of(&[State::Succeeded, State::Parked]), "PARKED");
         assert_eq!(
-            TaskStatus::of("t", vec![e(State::Succeeded), e(State::Failed)]).status,
-            "OPEN"
+            of(&[State::Succeeded, State::DeadLettered]),
+            "DEAD_LETTERED"
         );
-        assert_eq!(
-            TaskStatus::of("t", vec![e(State::Succeeded), e(State::Parked)]).status,
-            "PARKED"
-        );
-        assert_eq!(
-            TaskStatus::of("t", vec![e(State::Succeeded)]).status,
-            "SUCCEEDED"
-        );
+        assert_eq!(of(&[State::Succeeded, State::InProgress]), "RUNNING");
+        assert_eq!(of(&[State::Succeeded, State::Received]), "RUNNING");
+        assert_eq!(of(&[State::Received, State::Received]), "ACCEPTED");
+        assert_eq!(of(&[State::Succeeded]), "SUCCEEDED");
     }
 }
