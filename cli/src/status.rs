@@ -67,6 +67,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(task) = &args.task {
         let reply = route(&monitor, "GET", &format!("/tasks/{task}"), "").await;
+        if reply.body["status"] == "UNKNOWN" {
+            bail!("no task {task} in the ledger (UNKNOWN): check the id, or the --table");
+        }
         if reply.status != 200 {
             bail!(
                 "{}",

@@ -66,7 +66,13 @@ async fn a_thousand_events_all_succeed_once_after_the_dlq_alert_the_replay_and_t
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_mailroom"))
         .parent()
         .expect("a target directory");
-    for f in ["notifier", "example-consumer", "task-monitor", "dlq-replay"] {
+    for f in [
+        "notifier",
+        "example-consumer",
+        "task-monitor",
+        "dlq-replay",
+        "intake",
+    ] {
         assert!(
             bin_dir.join(f).exists(),
             "{f} is not built in {}: run `cargo build --workspace --bins` (scripts/test.sh does)",
@@ -108,6 +114,27 @@ async fn a_thousand_events_all_succeed_once_after_the_dlq_alert_the_replay_and_t
             .collect();
         assert_eq!(tasks.len(), 1000, "{consumer}: tasks in the ledger");
     }
+    // The first 20 orders went through the intake: each has its record (sort key `#task`)
+    // under its order id, as the idempotency key made it, and its pairs succeeded.
+    let accepted: Vec<&String> = states
+        .iter()
+        .filter(|((_, sk), _)| sk == "#task")
+        .map(|((t, _), st)| {
+            assert_eq!(st, "ACCEPTED");
+            t
+        })
+        .collect();
+    assert_eq!(accepted.len(), 20, "{accepted:?}");
+    assert!(
+        accepted.iter().all(|t| t.starts_with("o-000")),
+        "{accepted:?}"
+    );
+    assert_eq!(s["intake"]["posted"], 20);
+    assert_eq!(s["intake"]["statuses"]["SUCCEEDED"], 20, "{}", s["intake"]);
+    let states: BTreeMap<_, _> = states
+        .into_iter()
+        .filter(|((_, sk), _)| !sk.starts_with('#'))
+        .collect();
     let not_done: Vec<_> = states.iter().filter(|(_, st)| *st != "SUCCEEDED").collect();
     assert!(
         not_done.is_empty(),

@@ -110,7 +110,7 @@ async fn status_prints_buckets_dlqs_and_one_task_as_tables_and_json() {
     assert_eq!(json["dlqs"][0]["depth"], 1);
 
     let task = String::from_utf8(run(&s, &["--task", "task-1"]).stdout).expect("utf-8");
-    assert!(task.starts_with("Task task-1  OPEN"), "{task}");
+    assert!(task.starts_with("Task task-1  FAILED"), "{task}");
     assert!(task.contains("payments API 503"), "{task}");
 
     let missing = mailroom(&s, &["--task", "nope"]).output().expect("runs");
@@ -151,7 +151,7 @@ async fn status_serves_the_api_over_http_on_loopback() {
     };
     assert_eq!(task.status(), 200);
     let body = json(task).await;
-    assert_eq!(body["status"], "OPEN");
+    assert_eq!(body["status"], "FAILED");
     assert_eq!(body["consumers"][0]["last_error"], "payments API 503");
 
     let bucket = get("/tasks?bucket=over-45m").await.expect("answer");

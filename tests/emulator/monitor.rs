@@ -264,7 +264,10 @@ async fn the_status_routes_answer_for_tasks_buckets_and_dlqs() {
 
     let task = route(&monitor, "GET", "/tasks/task-1", "").await;
     assert_eq!(task.status, 200);
-    assert_eq!(task.body["status"], "OPEN");
+    assert_eq!(
+        task.body["status"], "FAILED",
+        "billing's last attempt failed"
+    );
     assert_eq!(task.body["consumers"][0]["consumer"], "billing");
     assert_eq!(task.body["consumers"][0]["state"], "FAILED");
     assert_eq!(task.body["consumers"][0]["attempts"], 1);

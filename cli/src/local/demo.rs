@@ -13,7 +13,7 @@ use mailroom_local::pipeline::Pipeline;
 use serde_json::json;
 
 use super::DemoArgs;
-use super::up::{alerts, bring_up, print_topology, subscribe_inbox};
+use super::up::{alerts, bring_up, intake_url, print_topology, subscribe_inbox};
 use super::webhook::Receiver;
 
 /// What the demo saw.
@@ -33,10 +33,22 @@ pub(super) struct Summary {
     duplicate_side_effects_by_order: usize,
     /// Orders the webhook accepted at least once.
     delivered_orders: usize,
+    /// Orders posted through the intake's HTTP API, and their status from `GET /tasks/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    intake: Option<IntakeSummary>,
     /// Faults injected (`--faults`): passed, HTTP 5xx, resets before, resets after.
     #[serde(skip_serializing_if = "Option::is_none")]
     faults: Option<FaultSummary>,
     seconds: f64,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub(super) struct IntakeSummary {
+    posted: usize,
+    /// Requests sent again with the same key after a 503 or a lost answer.
+    resent: usize,
+    /// `GET /tasks/{id}` at the end, by status.
+    statuses: BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -56,34 +68,59 @@ pub(super) struct ConsumerSummary {
     batches_failed: u64,
 }
 
-/// Publishes the demo's `n` orders through the library's publisher (and so through the fault
-/// proxy, when there is one); returns their task ids.
-pub(super) async fn publish(p: &Pipeline, n: usize) -> anyhow::Result<Vec<String>> {
+/// How many of the demo's orders go through the intake's HTTP API (the rest through the
+/// library's publisher, in batches).
+const THROUGH_INTAKE: usize = 20;
+
+/// The demo's order `i` of `n`, as JSON text.
+fn order(i: usize, n: usize) -> String {
+    // 1 in 8 is flaky at the webhook (one 503), 1 in 10 blocked until the fix (400).
+    let customer = if i % 10 == 3 {
+        "c-blocked"
+    } else if i % 8 == 5 {
+        "c-flaky"
+    } else {
+        "c-ok"
+    };
+    let mut payload =
+        json!({"order_id": format!("o-{i:05}"), "amount_cents": 100 + i, "customer": customer});
+    // The example consumer panics on 1 in 100 at first delivery, and once, halfway, its
+    // process dies mid-batch.
+    if i == n / 2 {
+        payload["fault"] = json!("crash");
+    } else if i % 100 == 7 {
+        payload["fault"] = json!("panic");
+    }
+    payload.to_string()
+}
+
+/// Publishes the demo's `n` orders: the first ones through the intake, as a producer's
+/// service would (each with its order id as the idempotency key), the rest through the
+/// library's publisher (and so through the fault proxy, when there is one). Returns their
+/// task ids, and how many intake requests had to be sent again.
+pub(super) async fn publish(p: &Pipeline, n: usize) -> anyhow::Result<(Vec<String>, usize)> {
     let topic = p
         .provisioned
         .topics
         .get("EventsTopic")
         .context("no EventsTopic")?;
-    let events: Vec<Event> = (0..n)
-        .map(|i| {
-            // 1 in 8 is flaky at the webhook (one 503), 1 in 10 blocked until the fix (400).
-            let customer = if i % 10 == 3 {
-                "c-blocked"
-            } else if i % 8 == 5 {
-                "c-flaky"
-            } else {
-                "c-ok"
-            };
-            let mut payload = json!({"order_id": format!("o-{i:05}"), "amount_cents": 100 + i, "customer": customer});
-            // The example consumer panics on 1 in 100 at first delivery, and once, halfway,
-            // its process dies mid-batch.
-            if i == n / 2 {
-                payload["fault"] = json!("crash");
-            } else if i % 100 == 7 {
-                payload["fault"] = json!("panic");
-            }
-            Event::from_json("order.placed", payload.to_string())
-        })
+    let via_intake = if intake_url(p).is_some() {
+        n.min(THROUGH_INTAKE)
+    } else {
+        0
+    };
+    let mut ids = Vec::with_capacity(n);
+    let mut resent = 0;
+    if let Some(url) = intake_url(p) {
+        let client = reqwest::Client::new();
+        for i in 0..via_intake {
+            let (id, again) = post_order(&client, url, &format!("o-{i:05}"), order(i, n)).await?;
+            ids.push(id);
+            resent += again;
+        }
+    }
+    let events: Vec<Event> = (via_intake..n)
+        .map(|i| Event::from_json("order.placed", order(i, n)))
         .collect();
     let report = Publisher::new(p.traffic.sns.clone(), topic)
         .publish(&events)
@@ -95,7 +132,63 @@ pub(super) async fn publish(p: &Pipeline, n: usize) -> anyhow::Result<Vec<String
             f.error
         );
     }
-    Ok(report.published.into_iter().map(|p| p.task_id).collect())
+    ids.extend(report.published.into_iter().map(|p| p.task_id));
+    Ok((ids, resent))
+}
+
+/// Posts one order to the intake as a careful producer does: on a 503 or a lost answer, the
+/// same request again with the same key. Returns the task id and how many times it resent.
+async fn post_order(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    body: String,
+) -> anyhow::Result<(String, usize)> {
+    for attempt in 0..10 {
+        let answer = client
+            .post(format!("{url}/events/order.placed"))
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(body.clone())
+            .send()
+            .await;
+        match answer {
+            Ok(r) if r.status() == reqwest::StatusCode::ACCEPTED => {
+                let doc: serde_json::Value = serde_json::from_slice(&r.bytes().await?)?;
+                let id = doc["task_id"].as_str().context("202 without a task id")?;
+                return Ok((id.to_owned(), attempt));
+            }
+            Ok(r) if r.status().is_client_error() => {
+                bail!(
+                    "the intake refused {key}: {} {}",
+                    r.status(),
+                    r.text().await?
+                );
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await,
+        }
+    }
+    bail!("the intake did not accept {key} after 10 attempts")
+}
+
+/// `GET /tasks/{id}` for each of `ids` through the intake: how many are in each status.
+async fn statuses(url: &str, ids: &[String]) -> BTreeMap<String, usize> {
+    let client = reqwest::Client::new();
+    let mut out = BTreeMap::new();
+    for id in ids {
+        let status = match client.get(format!("{url}/tasks/{id}")).send().await {
+            Ok(r) => r
+                .bytes()
+                .await
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["status"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| "unreadable".into()),
+            Err(e) => format!("unreachable: {e}"),
+        };
+        *out.entry(status).or_default() += 1;
+    }
+    out
 }
 
 pub(super) async fn sweep(p: &Pipeline) -> anyhow::Result<()> {
@@ -133,7 +226,7 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         }
     };
 
-    let ids = publish(&p, args.events).await?;
+    let (ids, resent) = publish(&p, args.events).await?;
     say(format!(
         "published {} events to the events topic (1 in 8 meets a flaky webhook, 1 in 10 a webhook that refuses it until fixed; the example consumer panics on 1 in 100 at first delivery and its process is killed mid-batch once)",
         ids.len()
@@ -144,6 +237,12 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     }
     let mut summary = Summary {
         published: ids.len(),
+        intake: Some(IntakeSummary {
+            posted: ids.len().min(THROUGH_INTAKE),
+            resent,
+            statuses: BTreeMap::new(),
+        })
+        .filter(|_| intake_url(&p).is_some()),
         ..Summary::default()
     };
     for dlq in ["NotifierDLQ", "ExampleDLQ"] {
@@ -194,6 +293,11 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         say(format!("  alert → {a}"));
     }
     summary.alerts.extend(seen);
+
+    // What a producer sees: the intake's status API for the tasks it accepted.
+    if let (Some(url), Some(intake)) = (intake_url(&p), summary.intake.as_mut()) {
+        intake.statuses = statuses(url, &ids[..intake.posted]).await;
+    }
 
     // The ledger's word on every task, at every consumer.
     let table = p
@@ -264,6 +368,12 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     } else {
         println!("summary:");
         println!("  published        {}", summary.published);
+        if let Some(i) = &summary.intake {
+            println!(
+                "  through intake   {} posted ({} sent again with the same key), GET /tasks/{{id}}: {:?}",
+                i.posted, i.resent, i.statuses
+            );
+        }
         for (name, c) in &summary.consumers {
             println!(
                 "  {name:<16} {} succeeded (ledger), {} parked, {} records retried on the way, {} whole batches failed",

@@ -109,22 +109,30 @@ pub(super) fn print_topology(p: &Pipeline) {
             .iter()
             .map(|q| q.arn.name().to_owned())
             .collect();
+        let mut triggers = sources;
+        triggers.extend(f.spec.schedules.iter().cloned());
+        if let Some(url) = &f.url {
+            triggers.push(format!("Function URL {}", url.url()));
+        }
         println!(
-            "  function  {id:<22} {} ({} instance(s)) ← {}{}",
+            "  function  {id:<22} {} ({} instance(s)) ← {}",
             f.spec.binary,
             f.processes.len(),
-            if sources.is_empty() {
+            if triggers.is_empty() {
                 "on demand".into()
             } else {
-                sources.join(", ")
-            },
-            if f.spec.schedules.is_empty() {
-                String::new()
-            } else {
-                format!(" + {}", f.spec.schedules.join(", "))
+                triggers.join(" + ")
             }
         );
     }
+}
+
+/// The intake's loopback URL, when the template has one.
+pub(super) fn intake_url(p: &Pipeline) -> Option<&str> {
+    p.functions
+        .get("IntakeFunction")
+        .and_then(|f| f.url.as_ref())
+        .map(mailroom_local::function_url::FunctionUrl::url)
 }
 
 pub(super) async fn up(common: Common) -> anyhow::Result<()> {
@@ -142,6 +150,12 @@ pub(super) async fn up(common: Common) -> anyhow::Result<()> {
             "publish with: mailroom publish --endpoint-url {} --topic {} --kind order.placed --message '{{\"order_id\":\"o-1\",\"amount_cents\":100}}'",
             pipeline.endpoint, topic
         );
+    }
+    if let Some(url) = intake_url(&pipeline) {
+        println!(
+            "or through the intake: curl -i -X POST {url}/events/order.placed -H 'content-type: application/json' -H 'idempotency-key: o-1' -d '{{\"order_id\":\"o-1\",\"amount_cents\":100}}'"
+        );
+        println!("  and follow it: curl {url}/tasks/o-1");
     }
     println!("{}", environment_block(&pipeline.endpoint));
     let inbox = subscribe_inbox(&pipeline, &common.stack).await?;

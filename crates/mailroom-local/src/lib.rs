@@ -12,6 +12,7 @@
 
 pub mod event_source;
 pub mod faults;
+pub mod function_url;
 mod moto;
 pub mod pipeline;
 pub mod reaper;

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use tokio::task::JoinSet;
 
 use crate::faults::{FaultPlan, FaultyEndpoint};
+use crate::function_url::FunctionUrl;
 use crate::runner::{self, Counters, FunctionProcess};
 use crate::template::{Clients, FunctionSpec, Provisioned, Template};
 use crate::{Moto, REGION};
@@ -51,6 +52,8 @@ pub struct Running {
     pub counters: Arc<Counters>,
     /// Its emulator instances (one per unit of concurrency).
     pub processes: Vec<Arc<FunctionProcess>>,
+    /// Its Function URL on loopback, when the template gives it one.
+    pub url: Option<FunctionUrl>,
 }
 
 /// The pipeline, up.
@@ -201,12 +204,17 @@ impl Pipeline {
                     ));
                 }
             }
+            let url = match spec.function_url {
+                Some(_) => Some(FunctionUrl::serve(processes[0].clone()).await?),
+                None => None,
+            };
             functions.insert(
                 spec.logical_id.clone(),
                 Running {
                     spec: spec.clone(),
                     counters,
                     processes,
+                    url,
                 },
             );
         }

@@ -68,6 +68,8 @@ pub struct FunctionSpec {
     pub schedules: Vec<String>,
     /// `Timeout` (the function's, else the template's `Globals`, else Lambda's 3 s).
     pub timeout_secs: u64,
+    /// `FunctionUrlConfig.AuthType`, when the function has a Function URL.
+    pub function_url: Option<String>,
 }
 
 /// What was provisioned.
@@ -495,7 +497,11 @@ impl Provisioner<'_> {
         let timeout_secs = scalar(&Box::pin(self.resolve(&timeout)).await?)
             .and_then(|t| t.parse().ok())
             .unwrap_or(3);
+        let function_url = props["FunctionUrlConfig"].is_object().then(|| {
+            scalar(&props["FunctionUrlConfig"]["AuthType"]).unwrap_or_else(|| "NONE".into())
+        });
         Ok(FunctionSpec {
+            function_url,
             logical_id: id.to_owned(),
             binary,
             environment,

@@ -61,8 +61,11 @@ async fn the_binary_registers_answers_the_status_api_and_sweeps_through_the_runt
     assert_eq!(reply["statusCode"], 200, "{reply}");
     assert_eq!(reply["headers"]["content-type"], "application/json");
     let body: Value = serde_json::from_str(reply["body"].as_str().expect("body")).expect("JSON");
-    assert_eq!(body["task_id"], "6f1c3b7e-0d5a-5b8e-9a41-2f8c1e4d1001");
-    assert_eq!(body["status"], "OPEN");
+    assert_eq!(
+        body["task_id"], "task-1001",
+        "keyed on the publisher's task_id attribute"
+    );
+    assert_eq!(body["status"], "ACCEPTED", "registered, not yet picked up");
     let states: Vec<(&str, &str)> = body["consumers"]
         .as_array()
         .expect("consumers")
