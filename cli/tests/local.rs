@@ -44,6 +44,31 @@ async fn ledger_states(bed: &TestBed, table: &str) -> BTreeMap<(String, String),
     out
 }
 
+/// The completion callback noted on each intake task record (`sk` = `#task`), by task.
+async fn callback_outcomes(bed: &TestBed, table: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut pages = bed
+        .dynamodb
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for item in page.expect("Scan").items() {
+            if item.get("sk") != Some(&AttributeValue::S("#task".into())) {
+                continue;
+            }
+            let text = |k: &str| match item.get(k) {
+                Some(AttributeValue::S(v)) => v.clone(),
+                _ => String::new(),
+            };
+            out.insert(text("pk"), text("callback_outcome"));
+        }
+    }
+    out
+}
+
 /// (visible, in flight) of the queue named `name` on the emulator.
 async fn depth(bed: &TestBed, name: &str) -> (u64, u64) {
     let url = bed
@@ -131,6 +156,24 @@ async fn a_thousand_events_all_succeed_once_after_the_dlq_alert_the_replay_and_t
     );
     assert_eq!(s["intake"]["posted"], 20);
     assert_eq!(s["intake"]["statuses"]["SUCCEEDED"], 20, "{}", s["intake"]);
+    // Every one of them had its completion callback: the ledger, read here, says what went
+    // out for each (SUCCEEDED, or DEAD_LETTERED for the orders the webhook refused until the
+    // fix), and the demo's receiver counted the same.
+    let outcomes = callback_outcomes(&bed, "e2e-ledger").await;
+    assert_eq!(outcomes.len(), 20, "{outcomes:?}");
+    assert!(
+        outcomes
+            .values()
+            .all(|o| o == "SUCCEEDED" || o == "DEAD_LETTERED"),
+        "{outcomes:?}"
+    );
+    let received: u64 = s["intake"]["callbacks"]
+        .as_object()
+        .expect("callbacks")
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert_eq!(received, 20, "{}", s["intake"]);
     let states: BTreeMap<_, _> = states
         .into_iter()
         .filter(|((_, sk), _)| !sk.starts_with('#'))

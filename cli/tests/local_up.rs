@@ -194,8 +194,31 @@ fn the_printed_environment_block_points_boto3_at_the_emulator() {
         .envs(vars)
         .output()
         .expect("python runs");
+
+    // AND the intake lines it printed, run as written by a shell, accept an order and show it
+    let printed = |prefix: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` line: {lines:#?}"))
+            .to_owned()
+    };
+    let sh = |command: &str| {
+        let out = Command::new("sh")
+            .args(["-c", command])
+            .output()
+            .expect("sh runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let posted = sh(&printed("or through the intake: "));
+    let followed = sh(&printed("and follow it: "));
     signal(child.id(), "TERM");
     let _ = child.wait();
+    assert!(posted.starts_with("HTTP/1.1 202"), "{posted}");
+    assert!(posted.contains(r#""task_id":"o-1""#), "{posted}");
+    let task: serde_json::Value = serde_json::from_str(&followed).expect("the task's status");
+    assert_eq!(task["task_id"], "o-1");
+    assert_eq!(task["accepted"]["kind"], "order.placed");
 
     // THEN it lists the pipeline's queues from the emulator
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -3,8 +3,8 @@
 
 use aws_sdk_dynamodb::types::ReturnValue;
 
-use super::item::{Item, is_conditional_failure, n, number, s, string};
-use super::{Entry, Ledger, LedgerError, entry};
+use super::item::{Item, is_conditional_failure, n, number, s, shard, string};
+use super::{Entry, Ledger, LedgerError, OPEN_INDEX, OPEN_SHARDS, entry};
 
 /// The sort key of a task's own item, beside its consumers' pairs. Sort keys starting with
 /// `#` are never consumers.
@@ -75,8 +75,14 @@ impl Ledger {
             update = update.expression_attribute_values(":tenant", s(t));
         }
         if let Some(c) = &a.callback_url {
-            set.push_str(", callback_url = if_not_exists(callback_url, :callback)");
-            update = update.expression_attribute_values(":callback", s(c));
+            // In the open index until its completion callback goes out (see `callbacks_due`).
+            set.push_str(
+                ", callback_url = if_not_exists(callback_url, :callback), \
+                 open_shard = if_not_exists(open_shard, :shard)",
+            );
+            update = update
+                .expression_attribute_values(":callback", s(c))
+                .expression_attribute_values(":shard", s(shard(&a.task_id)));
         }
         let result = update
             .update_expression(set)
@@ -111,6 +117,58 @@ impl Ledger {
             .update_expression("SET published_at = if_not_exists(published_at, :now)")
             .condition_expression("#state = :accepted")
             .expression_attribute_values(":accepted", s("ACCEPTED"))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| LedgerError::from_sdk("UpdateItem", &e))
+    }
+
+    /// Tasks whose completion callback has not gone out yet, from the sparse open index
+    /// (their records stay in it until [`Ledger::callback_sent`]).
+    ///
+    /// # Errors
+    /// When DynamoDB does not answer.
+    pub async fn callbacks_due(&self) -> Result<Vec<Acceptance>, LedgerError> {
+        let mut out = Vec::new();
+        for shard in 0..OPEN_SHARDS {
+            let mut pages = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(OPEN_INDEX)
+                .key_condition_expression("open_shard = :shard")
+                .filter_expression("sk = :marker")
+                .expression_attribute_values(":shard", s(format!("open#{shard}")))
+                .expression_attribute_values(":marker", s(TASK_MARKER))
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| LedgerError::from_sdk("Query", &e))?;
+                for item in page.items() {
+                    if let Some(task) = string(item, "pk") {
+                        out.push(acceptance(&task, item));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Notes that the completion callback went out (`outcome`: the final status sent, or why
+    /// it was given up), and takes the task out of the open index.
+    ///
+    /// # Errors
+    /// When DynamoDB does not answer.
+    pub async fn callback_sent(&self, task_id: &str, outcome: &str) -> Result<(), LedgerError> {
+        let now = self.clock.now_ms();
+        self.update(task_id, TASK_MARKER)
+            .update_expression(
+                "SET callback_outcome = :outcome, callback_at = :now REMOVE open_shard",
+            )
+            .condition_expression("#state = :accepted")
+            .expression_attribute_values(":accepted", s("ACCEPTED"))
+            .expression_attribute_values(":outcome", s(outcome))
             .expression_attribute_values(":now", n(now))
             .send()
             .await

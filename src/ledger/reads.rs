@@ -135,6 +135,10 @@ impl Ledger {
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| LedgerError::from_sdk("Query", &e))?;
                 for item in page.items() {
+                    // A task record waiting for its completion callback is not a pair.
+                    if super::item::string(item, "sk").is_some_and(|sk| sk.starts_with('#')) {
+                        continue;
+                    }
                     out.push(entry("Query", item)?);
                 }
             }

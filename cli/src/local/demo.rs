@@ -49,6 +49,11 @@ pub(super) struct IntakeSummary {
     resent: usize,
     /// `GET /tasks/{id}` at the end, by status.
     statuses: BTreeMap<String, usize>,
+    /// Completion callbacks the local receiver got, by final status.
+    callbacks: BTreeMap<String, usize>,
+    /// Tasks whose completion callback came more than once (at least once: allowed, and
+    /// the receiver deduplicates on `webhook-id`).
+    callbacks_repeated: usize,
 }
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -98,7 +103,11 @@ fn order(i: usize, n: usize) -> String {
 /// service would (each with its order id as the idempotency key), the rest through the
 /// library's publisher (and so through the fault proxy, when there is one). Returns their
 /// task ids, and how many intake requests had to be sent again.
-pub(super) async fn publish(p: &Pipeline, n: usize) -> anyhow::Result<(Vec<String>, usize)> {
+pub(super) async fn publish(
+    p: &Pipeline,
+    n: usize,
+    callback: &str,
+) -> anyhow::Result<(Vec<String>, usize)> {
     let topic = p
         .provisioned
         .topics
@@ -114,7 +123,8 @@ pub(super) async fn publish(p: &Pipeline, n: usize) -> anyhow::Result<(Vec<Strin
     if let Some(url) = intake_url(p) {
         let client = reqwest::Client::new();
         for i in 0..via_intake {
-            let (id, again) = post_order(&client, url, &format!("o-{i:05}"), order(i, n)).await?;
+            let (id, again) =
+                post_order(&client, url, &format!("o-{i:05}"), order(i, n), callback).await?;
             ids.push(id);
             resent += again;
         }
@@ -143,12 +153,14 @@ async fn post_order(
     url: &str,
     key: &str,
     body: String,
+    callback: &str,
 ) -> anyhow::Result<(String, usize)> {
     for attempt in 0..10 {
         let answer = client
             .post(format!("{url}/events/order.placed"))
             .header("content-type", "application/json")
             .header("idempotency-key", key)
+            .header("mailroom-callback-url", callback)
             .body(body.clone())
             .send()
             .await;
@@ -226,7 +238,8 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         }
     };
 
-    let (ids, resent) = publish(&p, args.events).await?;
+    let callback = webhook.replace("/hook", "/callback");
+    let (ids, resent) = publish(&p, args.events, &callback).await?;
     say(format!(
         "published {} events to the events topic (1 in 8 meets a flaky webhook, 1 in 10 a webhook that refuses it until fixed; the example consumer panics on 1 in 100 at first delivery and its process is killed mid-batch once)",
         ids.len()
@@ -240,7 +253,7 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         intake: Some(IntakeSummary {
             posted: ids.len().min(THROUGH_INTAKE),
             resent,
-            statuses: BTreeMap::new(),
+            ..IntakeSummary::default()
         })
         .filter(|_| intake_url(&p).is_some()),
         ..Summary::default()
@@ -297,6 +310,19 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     // What a producer sees: the intake's status API for the tasks it accepted.
     if let (Some(url), Some(intake)) = (intake_url(&p), summary.intake.as_mut()) {
         intake.statuses = statuses(url, &ids[..intake.posted]).await;
+        let got = receiver
+            .callbacks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut per_task: BTreeMap<&str, usize> = BTreeMap::new();
+        for (id, status) in &got {
+            *per_task.entry(id).or_default() += 1;
+            if per_task[id.as_str()] == 1 {
+                *intake.callbacks.entry(status.clone()).or_default() += 1;
+            }
+        }
+        intake.callbacks_repeated = per_task.values().filter(|n| **n > 1).count();
     }
 
     // The ledger's word on every task, at every consumer.
@@ -370,8 +396,8 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         println!("  published        {}", summary.published);
         if let Some(i) = &summary.intake {
             println!(
-                "  through intake   {} posted ({} sent again with the same key), GET /tasks/{{id}}: {:?}",
-                i.posted, i.resent, i.statuses
+                "  through intake   {} posted ({} sent again with the same key), GET /tasks/{{id}}: {:?}, completion callbacks: {:?}",
+                i.posted, i.resent, i.statuses, i.callbacks
             );
         }
         for (name, c) in &summary.consumers {

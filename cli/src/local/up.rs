@@ -31,6 +31,9 @@ pub(super) fn scaled_thresholds(speed: u32) -> String {
         .join(",")
 }
 
+/// The signing secret of local runs (a Standard Webhooks secret: `whsec_` + base64).
+pub(super) const LOCAL_SIGNING_SECRET: &str = "whsec_bG9jYWwtc2lnbmluZy1zZWNyZXQ=";
+
 pub(super) async fn bring_up(common: &Common, webhook: &str) -> anyhow::Result<Pipeline> {
     let root = std::env::current_dir()?;
     if !root.join("template.yaml").exists() {
@@ -48,10 +51,7 @@ pub(super) async fn bring_up(common: &Common, webhook: &str) -> anyhow::Result<P
         "notifier".to_owned(),
         set(&[
             ("NOTIFIER_SIGNING_SECRET_PARAMETER", None),
-            (
-                "NOTIFIER_SIGNING_SECRET",
-                Some("whsec_bG9jYWwtc2lnbmluZy1zZWNyZXQ="),
-            ),
+            ("NOTIFIER_SIGNING_SECRET", Some(LOCAL_SIGNING_SECRET)),
             ("NOTIFIER_WEBHOOK_URL", Some(webhook)),
             ("NOTIFIER_ALLOW_PRIVATE_DESTINATIONS", Some("true")),
         ]),
@@ -63,6 +63,9 @@ pub(super) async fn bring_up(common: &Common, webhook: &str) -> anyhow::Result<P
         set(&[
             ("MAILROOM_MONITOR_THRESHOLDS", Some(&thresholds)),
             ("MAILROOM_ALERT_COOLDOWN_SECS", Some(&cooldown)),
+            ("NOTIFIER_SIGNING_SECRET_PARAMETER", None),
+            ("NOTIFIER_SIGNING_SECRET", Some(LOCAL_SIGNING_SECRET)),
+            ("NOTIFIER_ALLOW_PRIVATE_DESTINATIONS", Some("true")),
         ]),
     );
     let options = Options {

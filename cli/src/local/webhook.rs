@@ -21,6 +21,8 @@ pub(super) struct Receiver {
     pub(super) accepted_orders: Mutex<HashMap<String, u32>>,
     /// Where accepted deliveries are logged, one JSON line each.
     pub(super) log: Mutex<Option<std::io::BufWriter<std::fs::File>>>,
+    /// Completion callbacks received: (webhook-id, status) each.
+    pub(super) callbacks: Mutex<Vec<(String, String)>>,
 }
 
 impl Receiver {
@@ -53,26 +55,53 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr: SocketAddr = listener.local_addr()?;
         let me = self.clone();
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(
-                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                    let me = me.clone();
-                    async move {
-                        let id = headers
-                            .get("webhook-id")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_owned();
-                        me.answer(&id, &body)
-                    }
-                },
-            ),
-        );
+        let callbacks = self.clone();
+        let app = axum::Router::new()
+            .route(
+                "/callback",
+                axum::routing::post(
+                    move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                        let me = callbacks.clone();
+                        async move { me.callback(&headers, &body) }
+                    },
+                ),
+            )
+            .route(
+                "/hook",
+                axum::routing::post(
+                    move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                        let me = me.clone();
+                        async move {
+                            let id = headers
+                                .get("webhook-id")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_owned();
+                            me.answer(&id, &body)
+                        }
+                    },
+                ),
+            );
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         Ok(format!("http://{addr}/hook"))
+    }
+
+    /// Takes a completion callback: its `webhook-id` and final status, logged.
+    fn callback(&self, headers: &axum::http::HeaderMap, body: &[u8]) -> axum::http::StatusCode {
+        let id = headers
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let doc: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let status = doc["status"].as_str().unwrap_or_default().to_owned();
+        self.callbacks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((id, status));
+        axum::http::StatusCode::NO_CONTENT
     }
 
     /// Answers a delivery whose `webhook-id` (the task id) is `id`.

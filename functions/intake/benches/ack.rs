@@ -46,7 +46,7 @@ async fn serve(intake: Arc<Intake>) -> String {
                             let body = body
                                 .collect()
                                 .await
-                                .map(|c| c.to_bytes())
+                                .map(http_body_util::Collected::to_bytes)
                                 .unwrap_or_default();
                             let request = Request {
                                 method: parts.method.to_string(),

@@ -63,11 +63,21 @@ impl Notifier {
     pub async fn handle(&self, msg: Message<Value>) -> Result<(), Failure> {
         let url = self.destination(&msg)?;
         let body = self.body(&msg);
+        // The receiver's deduplication key: the same on every delivery of this task.
+        let id = msg.task_id().or(msg.message_id()).unwrap_or_default();
+        self.deliver(url, id, body).await
+    }
+
+    /// Posts `body` to `url`, signed as delivery `id` (Standard Webhooks headers), through the
+    /// SSRF guard. The notifier's events and the task monitor's completion callbacks both go
+    /// out this way.
+    ///
+    /// # Errors
+    /// A retry for transient failures, poison for refused destinations and permanent statuses.
+    pub async fn deliver(&self, url: reqwest::Url, id: &str, body: Vec<u8>) -> Result<(), Failure> {
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        // The receiver's deduplication key: the same on every delivery of this task.
-        let id = msg.task_id().or(msg.message_id()).unwrap_or_default();
         let request = self
             .client
             .post(url.clone())

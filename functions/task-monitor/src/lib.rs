@@ -5,6 +5,10 @@
 //! * an EventBridge scheduled event: a sweep, answered with its report (a failed sweep is a
 //!   function error, so the `Errors` alarm sees it);
 //! * a Lambda Function URL request: the status API, answered with an HTTP response.
+//!
+//! After each sweep it sends the completion callbacks that are due ([`callbacks`]).
+
+pub mod callbacks;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::lambda_function_urls::{
@@ -91,7 +95,11 @@ impl Trigger {
 ///
 /// # Errors
 /// An unrecognised or malformed event, or a sweep that could not complete.
-pub async fn handle(monitor: &Monitor, event: Value) -> Result<Value, Error> {
+pub async fn handle(
+    monitor: &Monitor,
+    callbacks: Option<&notifier::Notifier>,
+    event: Value,
+) -> Result<Value, Error> {
     match Trigger::of(event)? {
         Trigger::Registration(batch) => {
             let response = monitor.register(batch).await;
@@ -99,7 +107,16 @@ pub async fn handle(monitor: &Monitor, event: Value) -> Result<Value, Error> {
         }
         Trigger::Sweep(_) => {
             let report = monitor.sweep().await?;
-            Ok(serde_json::to_value(report).unwrap_or(Value::Null))
+            let mut out = serde_json::to_value(report).unwrap_or(Value::Null);
+            if let Some(sender) = callbacks {
+                // A ledger error here fails the invocation like a failed sweep: the Errors
+                // alarm sees it, and the next sweep tries again.
+                let sent = callbacks::send_due(monitor, sender)
+                    .await
+                    .map_err(|e| Error::Sweep(e.into()))?;
+                out["callbacks"] = serde_json::to_value(sent).unwrap_or(Value::Null);
+            }
+            Ok(out)
         }
         Trigger::Status(request) => {
             let method = request

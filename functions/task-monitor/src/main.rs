@@ -17,10 +17,30 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         aws_sdk_sqs::Client::new(&aws),
         aws_sdk_sns::Client::new(&aws),
     );
-    let monitor = &monitor;
+    // Completion callbacks go out signed, as the notifier's deliveries do, with its secret:
+    // on when a signing secret is configured.
+    let signed = [
+        "NOTIFIER_SIGNING_SECRET_PARAMETER",
+        "NOTIFIER_SIGNING_SECRET_ARN",
+        "NOTIFIER_SIGNING_SECRET",
+    ]
+    .iter()
+    .any(|v| env.string(v).is_some());
+    let callbacks = if signed {
+        let config = notifier::Config::from_env(&env)?;
+        let secret = notifier::secret::resolve(&config.secret, &aws).await?;
+        Some(notifier::Notifier::new(
+            config,
+            notifier::SigningKey::from_secret(&secret)?,
+        )?)
+    } else {
+        tracing::warn!("no NOTIFIER_SIGNING_SECRET*: completion callbacks are off");
+        None
+    };
+    let (monitor, callbacks) = (&monitor, callbacks.as_ref());
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            task_monitor::handle(monitor, event.payload).await
+            task_monitor::handle(monitor, callbacks, event.payload).await
         },
     ))
     .await
