@@ -5,7 +5,7 @@
 //! (`cargo build --workspace --bins`).
 //!
 //! Under `cargo test` (no `--bench` argument) it runs nothing: the end-to-end test already
-//! plays 1,000 events through the same path, and a throughput figure belongs here, not in a
+//! plays 2,000 events through the same path, and a throughput figure belongs here, not in a
 //! timed test.
 
 use std::process::Command;

@@ -146,4 +146,43 @@ impl Ledger {
         out.sort_by_key(|e| e.opened_at_ms);
         Ok(out)
     }
+
+    /// When the oldest task still waiting for a consumer was opened (ms since the epoch):
+    /// the oldest `RECEIVED` pair in the sparse index, registered at publish and not picked up
+    /// since. It is the consumers' backlog as the producer's side sees it: work retrying,
+    /// dead-lettered or running is not waiting in a queue. Reads at most `limit` index items
+    /// per shard, oldest first.
+    ///
+    /// # Errors
+    /// When DynamoDB does not answer.
+    pub async fn oldest_waiting(&self, limit: i32) -> Result<Option<u64>, LedgerError> {
+        let mut oldest: Option<u64> = None;
+        for shard in 0..OPEN_SHARDS {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(OPEN_INDEX)
+                .key_condition_expression("open_shard = :shard")
+                .filter_expression("#state = :received")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_values(":shard", s(format!("open#{shard}")))
+                .expression_attribute_values(":received", s(super::State::Received.as_str()))
+                .scan_index_forward(true)
+                .limit(limit)
+                .send()
+                .await
+                .map_err(|e| LedgerError::from_sdk("Query", &e))?;
+            let first = page
+                .items()
+                .iter()
+                .filter_map(|i| super::item::number(i, "opened_at"))
+                .min();
+            oldest = match (oldest, first) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(oldest)
+    }
 }

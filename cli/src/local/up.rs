@@ -68,6 +68,12 @@ pub(super) async fn bring_up(common: &Common, webhook: &str) -> anyhow::Result<P
             ("NOTIFIER_ALLOW_PRIVATE_DESTINATIONS", Some("true")),
         ]),
     );
+    // The intake's backlog objective, scaled like the monitor's thresholds.
+    let slo = (900 / speed).max(1).to_string();
+    env.insert(
+        "intake".to_owned(),
+        set(&[("MAILROOM_BACKLOG_SLO_SECS", Some(&slo))]),
+    );
     let options = Options {
         root: root.clone(),
         bin_dir: bin_dir(common)?,

@@ -14,6 +14,7 @@
 //!   the intake's own trouble (the ledger or SNS unreachable) is `503` with `Retry-After`.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::lambda_function_urls::{
     LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
@@ -93,7 +94,14 @@ pub struct Intake {
     ledger: Ledger,
     publisher: Publisher,
     schemas: Arc<Schemas>,
+    /// Back-pressure: refuse new work with 429 while the consumers' backlog is older.
+    slo: Option<Duration>,
+    /// The backlog's age as last read, and when it was read.
+    backlog: tokio::sync::Mutex<Option<(Instant, Option<Duration>)>>,
 }
+
+/// How long a reading of the backlog is used before it is read again.
+const BACKLOG_TTL: Duration = Duration::from_secs(5);
 
 impl Intake {
     /// An intake recording in `ledger` and publishing with `publisher` (whose size limit is
@@ -103,7 +111,40 @@ impl Intake {
             ledger,
             publisher,
             schemas,
+            slo: None,
+            backlog: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Answers `429 Too Many Requests` with `Retry-After` while the oldest task waiting for a
+    /// consumer (the ledger's oldest `RECEIVED` pair) is older than `slo`: load levelling at
+    /// the door, before the queues grow further.
+    #[must_use]
+    pub fn with_backpressure(mut self, slo: Duration) -> Self {
+        self.slo = Some(slo);
+        self
+    }
+
+    /// The age of the consumers' backlog, read at most every five seconds; `None` when
+    /// nothing waits or the ledger cannot say (the intake does not refuse work on a guess).
+    async fn backlog_age(&self) -> Option<Duration> {
+        let mut cached = self.backlog.lock().await;
+        if let Some((at, age)) = *cached
+            && at.elapsed() < BACKLOG_TTL
+        {
+            return age;
+        }
+        let age = match self.ledger.oldest_waiting(100).await {
+            Ok(oldest) => oldest.map(|opened| {
+                Duration::from_millis(self.ledger.clock().now_ms().saturating_sub(opened))
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the backlog; not applying back-pressure");
+                None
+            }
+        };
+        *cached = Some((Instant::now(), age));
+        age
     }
 
     /// Answers one request. Never panics on input.
@@ -137,6 +178,27 @@ impl Intake {
     }
 
     async fn accept(&self, kind: &str, request: &Request) -> Response {
+        let backlog = match self.slo {
+            Some(_) => self.backlog_age().await,
+            None => None,
+        };
+        if let (Some(slo), Some(age)) = (self.slo, backlog)
+            && age > slo
+        {
+            let wait = (age - slo).as_secs().clamp(1, 60);
+            tracing::warn!(backlog_secs = age.as_secs(), "back-pressure: 429");
+            return Response {
+                status: 429,
+                headers: vec![("retry-after", wait.to_string())],
+                body: json!({
+                    "error": format!(
+                        "the consumers' backlog is {} s old, over the {} s objective: retry later",
+                        age.as_secs(),
+                        slo.as_secs()
+                    ),
+                }),
+            };
+        }
         if !self.schemas.knows(kind) {
             let known: Vec<&str> = self.schemas.kinds().collect();
             return fail(

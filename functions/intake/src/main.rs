@@ -25,11 +25,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let publisher = Publisher::new(aws_sdk_sns::Client::new(&aws), topic)
         .with_max_bytes(max_bytes)
         .with_schemas(schemas.clone());
-    let intake = Intake::new(
+    let mut intake = Intake::new(
         Ledger::new(aws_sdk_dynamodb::Client::new(&aws), table),
         publisher,
         schemas,
     );
+    if let Some(slo) = env.positive("MAILROOM_BACKLOG_SLO_SECS")? {
+        intake = intake.with_backpressure(std::time::Duration::from_secs(slo));
+    }
     let intake = &intake;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<LambdaFunctionUrlRequest>| async move {

@@ -335,3 +335,45 @@ async fn when_sns_is_down_the_answer_is_503_and_a_retry_with_the_key_publishes_o
     assert_eq!(b.arrived().await.len(), 1);
     let _: Value = up.body;
 }
+
+#[tokio::test]
+async fn while_the_backlog_is_older_than_the_objective_new_work_gets_429_with_retry_after() {
+    // GIVEN a task registered two minutes ago and not picked up by its consumer, and an
+    // intake whose backlog objective is one minute
+    let b = bed().await;
+    let now = mailroom_lambda::clock::Clock::now_ms(&SystemClock);
+    b.ledger
+        .register("waiting", "billing", Some(now - 120_000))
+        .await
+        .expect("registered");
+    let intake = b.intake().with_backpressure(Duration::from_secs(60));
+
+    // WHEN an order is posted
+    let refused = intake
+        .handle(&post("order.placed", ORDER, &[("idempotency-key", "bp-1")]))
+        .await;
+
+    // THEN 429 with a Retry-After, and nothing is recorded or published
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    let wait: u64 = header(&refused, "retry-after")
+        .expect("retry-after")
+        .parse()
+        .expect("seconds");
+    assert!((55..=60).contains(&wait), "{wait}");
+    assert!(b.marker("bp-1").await.is_none());
+    assert!(b.arrived().await.is_empty());
+
+    // WHEN the consumer has picked the old task up (a fresh intake: no cached reading)
+    b.ledger
+        .acquire("waiting", "billing", "owner", now + 60_000, None)
+        .await
+        .expect("lease");
+    let intake = b.intake().with_backpressure(Duration::from_secs(60));
+    let accepted = intake
+        .handle(&post("order.placed", ORDER, &[("idempotency-key", "bp-1")]))
+        .await;
+
+    // THEN the same request is accepted
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    assert_eq!(b.arrived().await.len(), 1);
+}
