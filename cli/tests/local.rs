@@ -18,9 +18,12 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use mailroom_local::testbed::{TestBed, endpoint};
 use serde_json::Value;
 
-/// Every (task, consumer) pair in the ledger table with its state, by a full scan.
-async fn ledger_states(bed: &TestBed, table: &str) -> BTreeMap<(String, String), String> {
-    let mut out = BTreeMap::new();
+/// Every item of the ledger table but the monitor's own documents, by a full scan.
+async fn ledger_items(
+    bed: &TestBed,
+    table: &str,
+) -> Vec<std::collections::HashMap<String, AttributeValue>> {
+    let mut out = Vec::new();
     let mut pages = bed
         .dynamodb
         .scan()
@@ -29,44 +32,41 @@ async fn ledger_states(bed: &TestBed, table: &str) -> BTreeMap<(String, String),
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        for item in page.expect("Scan").items() {
-            let text = |k: &str| match item.get(k) {
-                Some(AttributeValue::S(v)) => v.clone(),
-                _ => String::new(),
-            };
-            let task = text("pk");
-            if task.starts_with('#') {
-                continue; // the monitor's own documents
-            }
-            out.insert((task, text("sk")), text("state"));
-        }
+        out.extend(
+            page.expect("Scan")
+                .items()
+                .iter()
+                .filter(|i| !text(i, "pk").starts_with('#'))
+                .cloned(),
+        );
     }
     out
 }
 
+fn text(item: &std::collections::HashMap<String, AttributeValue>, key: &str) -> String {
+    match item.get(key) {
+        Some(AttributeValue::S(v)) => v.clone(),
+        _ => String::new(),
+    }
+}
+
+/// Every (task, sort key) in the ledger table with its state.
+async fn ledger_states(bed: &TestBed, table: &str) -> BTreeMap<(String, String), String> {
+    ledger_items(bed, table)
+        .await
+        .iter()
+        .map(|i| ((text(i, "pk"), text(i, "sk")), text(i, "state")))
+        .collect()
+}
+
 /// The completion callback noted on each intake task record (`sk` = `#task`), by task.
 async fn callback_outcomes(bed: &TestBed, table: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut pages = bed
-        .dynamodb
-        .scan()
-        .table_name(table)
-        .consistent_read(true)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        for item in page.expect("Scan").items() {
-            if item.get("sk") != Some(&AttributeValue::S("#task".into())) {
-                continue;
-            }
-            let text = |k: &str| match item.get(k) {
-                Some(AttributeValue::S(v)) => v.clone(),
-                _ => String::new(),
-            };
-            out.insert(text("pk"), text("callback_outcome"));
-        }
-    }
-    out
+    ledger_items(bed, table)
+        .await
+        .iter()
+        .filter(|i| text(i, "sk") == "#task")
+        .map(|i| (text(i, "pk"), text(i, "callback_outcome")))
+        .collect()
 }
 
 /// (visible, in flight) of the queue named `name` on the emulator.

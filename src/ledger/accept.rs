@@ -4,7 +4,7 @@
 use aws_sdk_dynamodb::types::ReturnValue;
 
 use super::item::{Item, is_conditional_failure, n, number, s, shard, string};
-use super::{Entry, Ledger, LedgerError, OPEN_INDEX, OPEN_SHARDS, entry};
+use super::{Entry, Ledger, LedgerError, OPEN_SHARDS, entry};
 
 /// The sort key of a task's own item, beside its consumers' pairs. Sort keys starting with
 /// `#` are never consumers.
@@ -133,13 +133,9 @@ impl Ledger {
         let mut out = Vec::new();
         for shard in 0..OPEN_SHARDS {
             let mut pages = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(OPEN_INDEX)
+                .open_shard_query(shard)
                 .key_condition_expression("open_shard = :shard")
                 .filter_expression("sk = :marker")
-                .expression_attribute_values(":shard", s(format!("open#{shard}")))
                 .expression_attribute_values(":marker", s(TASK_MARKER))
                 .into_paginator()
                 .send();

@@ -114,6 +114,18 @@ impl Ledger {
         }
     }
 
+    /// A query of one partition (`open#<shard>`) of the sparse open index.
+    pub(crate) fn open_shard_query(
+        &self,
+        shard: u32,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(OPEN_INDEX)
+            .expression_attribute_values(":shard", s(format!("open#{shard}")))
+    }
+
     /// Open pairs opened at or before `cutoff_ms`, oldest first, from the sparse index: the
     /// cost follows the number of open pairs, not the table's size.
     ///
@@ -123,12 +135,8 @@ impl Ledger {
         let mut out = Vec::new();
         for shard in 0..OPEN_SHARDS {
             let mut pages = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(OPEN_INDEX)
+                .open_shard_query(shard)
                 .key_condition_expression("open_shard = :shard AND opened_at <= :cutoff")
-                .expression_attribute_values(":shard", s(format!("open#{shard}")))
                 .expression_attribute_values(":cutoff", n(cutoff_ms))
                 .into_paginator()
                 .send();
@@ -159,14 +167,10 @@ impl Ledger {
         let mut oldest: Option<u64> = None;
         for shard in 0..OPEN_SHARDS {
             let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(OPEN_INDEX)
+                .open_shard_query(shard)
                 .key_condition_expression("open_shard = :shard")
                 .filter_expression("#state = :received")
                 .expression_attribute_names("#state", "state")
-                .expression_attribute_values(":shard", s(format!("open#{shard}")))
                 .expression_attribute_values(":received", s(super::State::Received.as_str()))
                 .scan_index_forward(true)
                 .limit(limit)
