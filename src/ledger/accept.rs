@@ -30,6 +30,9 @@ pub struct Acceptance {
     pub accepted_at_ms: u64,
     /// Whether SNS took the event.
     pub published: bool,
+    /// Whether its completion callback already went out (or was given up).
+    #[serde(skip)]
+    pub callback_done: bool,
 }
 
 /// The answer to [`Ledger::accept`].
@@ -152,7 +155,8 @@ impl Ledger {
     }
 
     /// Notes that the completion callback went out (`outcome`: the final status sent, or why
-    /// it was given up), and takes the task out of the open index.
+    /// it was given up), and takes the task out of the open index. The first outcome noted
+    /// stands.
     ///
     /// # Errors
     /// When DynamoDB does not answer.
@@ -160,7 +164,8 @@ impl Ledger {
         let now = self.clock.now_ms();
         self.update(task_id, TASK_MARKER)
             .update_expression(
-                "SET callback_outcome = :outcome, callback_at = :now REMOVE open_shard",
+                "SET callback_outcome = if_not_exists(callback_outcome, :outcome), \
+                 callback_at = if_not_exists(callback_at, :now) REMOVE open_shard",
             )
             .condition_expression("#state = :accepted")
             .expression_attribute_values(":accepted", s("ACCEPTED"))
@@ -198,5 +203,6 @@ fn acceptance(task_id: &str, item: &Item) -> Acceptance {
         body_sha256: string(item, "body_sha256").unwrap_or_default(),
         accepted_at_ms: number(item, "opened_at").unwrap_or(0),
         published: item.contains_key("published_at"),
+        callback_done: item.contains_key("callback_at"),
     }
 }

@@ -286,6 +286,7 @@ impl Intake {
             body_sha256: hex::encode(Sha256::digest(&request.body)),
             accepted_at_ms: 0,
             published: false,
+            callback_done: false,
         };
         let published = match self.ledger.accept(&acceptance).await {
             Ok(Accepted::New) => false,

@@ -94,6 +94,12 @@ pub async fn send_due(monitor: &Monitor, sender: &Notifier) -> Result<CallbackRe
         let Some(url) = accepted.callback_url.as_deref() else {
             continue;
         };
+        if accepted.callback_done {
+            // Back in the index only because the producer repeated its request after the
+            // callback: it went out once already; take it out again.
+            ledger.callback_sent(&accepted.task_id, "sent").await?;
+            continue;
+        }
         let story = ledger.story(&accepted.task_id).await?;
         let Some(state) = final_state(&story, &expected(monitor, &accepted)) else {
             report.waiting += 1;

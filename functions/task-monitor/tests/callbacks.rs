@@ -65,6 +65,7 @@ fn accepted(task: &str, kind: &str, url: &str) -> Acceptance {
         body_sha256: "h".into(),
         accepted_at_ms: 0,
         published: false,
+        callback_done: false,
     }
 }
 
@@ -107,6 +108,14 @@ async fn one_signed_callback_goes_out_when_every_expected_consumer_succeeded() {
         CallbackReport::default(),
         "out of the index once sent"
     );
+    // AND a producer repeating its request afterwards (same key, same body) does not bring
+    // a second callback
+    ledger
+        .accept(&accepted("t-1", "order.placed", &rx.url("/ok")))
+        .await
+        .expect("accepted again");
+    let after = send_due(&monitor, &sender).await.expect("round");
+    assert_eq!(after, CallbackReport::default(), "{after:?}");
     let got = rx.deliveries();
     assert_eq!(got.len(), 1);
     let header = |name: &str| got[0].headers[name].to_str().expect("ascii").to_owned();
