@@ -189,4 +189,71 @@ impl Ledger {
         }
         Ok(oldest)
     }
+
+    /// Which of `pairs` (task id, consumer) already have an item, in one `BatchGetItem` per
+    /// hundred (keys only, eventually consistent: a quarter of a strongly consistent read).
+    /// Keys DynamoDB leaves unprocessed after a few rounds are reported as absent, so a
+    /// caller's conditional write still decides them.
+    ///
+    /// # Errors
+    /// When DynamoDB does not answer.
+    pub async fn existing(
+        &self,
+        pairs: &[(String, String)],
+    ) -> Result<std::collections::HashSet<(String, String)>, LedgerError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut found = std::collections::HashSet::new();
+        let unique: std::collections::BTreeSet<&(String, String)> = pairs.iter().collect();
+        let unique: Vec<&(String, String)> = unique.into_iter().collect();
+        for chunk in unique.chunks(100) {
+            let keys = chunk
+                .iter()
+                .map(|(task, consumer)| {
+                    std::collections::HashMap::from([
+                        ("pk".to_owned(), s(task)),
+                        ("sk".to_owned(), s(consumer)),
+                    ])
+                })
+                .collect::<Vec<_>>();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .projection_expression("pk, sk")
+                    .build()
+                    .map_err(|e| LedgerError::Permanent {
+                        operation: "BatchGetItem",
+                        message: e.to_string(),
+                    })?,
+            );
+            for _ in 0..4 {
+                let Some(keys) = request.take() else { break };
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(|e| LedgerError::from_sdk("BatchGetItem", &e))?;
+                for item in out
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    if let (Some(task), Some(consumer)) = (
+                        super::item::string(item, "pk"),
+                        super::item::string(item, "sk"),
+                    ) {
+                        found.insert((task, consumer));
+                    }
+                }
+                request = out
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .filter(|k| !k.keys().is_empty())
+                    .cloned();
+            }
+        }
+        Ok(found)
+    }
 }

@@ -296,3 +296,82 @@ async fn the_status_routes_answer_for_tasks_buckets_and_dlqs() {
     );
     assert_eq!(route(&monitor, "GET", "/elsewhere", "").await.status, 404);
 }
+
+#[tokio::test]
+async fn registration_reads_in_bulk_and_never_writes_a_pair_that_exists() {
+    // Issue 15, measured: "376 of the monitor's 600 registrations failed their condition,
+    // still billed". A conditional write known to fail is not sent.
+    // GIVEN three order.placed tasks on the monitor's queue, expected at notifier and billing:
+    // the first done at both consumers already, the second at billing only, the third new;
+    // and the monitor's ledger calls counted by the proxy in front of the emulator
+    let bed = TestBed::new().await;
+    let ledger = bed
+        .ledger(Arc::new(mailroom_lambda::clock::SystemClock))
+        .await;
+    let topic = bed.topic("events").await;
+    let registrations = bed.queue(&unique("monitor-bulk"), &[]).await;
+    bed.subscribe(&topic, &registrations, false).await;
+    let mut tasks = Vec::new();
+    for order in ["o-1", "o-2", "o-3"] {
+        tasks.push(
+            bed.publish_kind(
+                &topic,
+                &format!(r#"{{"order_id":"{order}"}}"#),
+                "order.placed",
+            )
+            .await,
+        );
+    }
+    for (task, consumer) in [
+        (&tasks[0], "notifier"),
+        (&tasks[0], "billing"),
+        (&tasks[1], "billing"),
+    ] {
+        ledger.succeed(task, consumer).await.expect("done");
+    }
+    let proxy = mailroom_local::faults::FaultyEndpoint::start(
+        crate::helpers::endpoint(),
+        mailroom_local::faults::FaultPlan::mix(0.0),
+        9,
+    )
+    .await
+    .expect("proxy");
+    let counted = mailroom_lambda::ledger::Ledger::new(
+        aws_sdk_dynamodb::Client::new(&mailroom_local::emulator_config(proxy.endpoint()).await),
+        ledger.table(),
+    );
+    let monitor = monitor(&bed, counted, |_| {});
+    let event = bed
+        .event_source(&registrations)
+        .receive()
+        .await
+        .expect("receive");
+    assert_eq!(event.records.len(), 3);
+
+    // WHEN the batch is registered
+    let response = monitor.register(event).await;
+
+    // THEN one bulk read and three writes (the second task's notifier, the third's two), and
+    // the done pairs are untouched
+    assert!(response.batch_item_failures.is_empty());
+    let actions = proxy.counts().actions();
+    assert_eq!(
+        actions.get("DynamoDB_20120810.BatchGetItem"),
+        Some(&1),
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions.get("DynamoDB_20120810.UpdateItem"),
+        Some(&3),
+        "{actions:?}"
+    );
+    let state = |t: &str, c: &str| {
+        let ledger = ledger.clone();
+        let (t, c) = (t.to_owned(), c.to_owned());
+        async move { ledger.get(&t, &c).await.expect("read").expect("pair").state }
+    };
+    assert_eq!(state(&tasks[0], "notifier").await, State::Succeeded);
+    assert_eq!(state(&tasks[1], "billing").await, State::Succeeded);
+    assert_eq!(state(&tasks[1], "notifier").await, State::Received);
+    assert_eq!(state(&tasks[2], "billing").await, State::Received);
+}

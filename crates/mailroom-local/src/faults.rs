@@ -76,9 +76,20 @@ pub struct FaultCounts {
     pub resets_before: AtomicU64,
     /// Connections closed after forwarding (the call took effect).
     pub resets_after: AtomicU64,
+    /// Requests by AWS action (`X-Amz-Target`, e.g. `DynamoDB_20120810.UpdateItem`; `Action`
+    /// for SNS's query protocol), faulted or not: an instrumented count of what a run costs.
+    pub actions: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl FaultCounts {
+    /// Requests per action so far.
+    pub fn actions(&self) -> std::collections::BTreeMap<String, u64> {
+        self.actions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// The counts as `(passed, server errors, resets before, resets after)`.
     pub fn snapshot(&self) -> (u64, u64, u64, u64) {
         (
@@ -248,6 +259,21 @@ impl Shared {
         };
         let (parts, body) = req.into_parts();
         let body = body.collect().await.map_err(|_| Reset)?.to_bytes();
+        let action = parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| query_action(&body));
+        if let Some(action) = action {
+            *self
+                .counts
+                .actions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(action)
+                .or_default() += 1;
+        }
         match fault {
             Fault::ServerError(status) => {
                 self.counts.server_errors.fetch_add(1, Ordering::Relaxed);
@@ -295,6 +321,15 @@ impl Shared {
         self.counts.passed.fetch_add(1, Ordering::Relaxed);
         Ok(response)
     }
+}
+
+/// `Action=…` of a query-protocol (SNS) request body.
+fn query_action(body: &[u8]) -> Option<String> {
+    std::str::from_utf8(body)
+        .ok()?
+        .split('&')
+        .find_map(|p| p.strip_prefix("Action="))
+        .map(|a| format!("SNS.{a}"))
 }
 
 fn is_hop_by_hop(name: &str) -> bool {

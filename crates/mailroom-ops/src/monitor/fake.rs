@@ -108,6 +108,18 @@ impl TaskStore for FakeStore {
         Ok(true)
     }
 
+    async fn existing(
+        &self,
+        pairs: &[(String, String)],
+    ) -> Result<std::collections::HashSet<(String, String)>, LedgerError> {
+        let entries = lock(&self.entries);
+        Ok(pairs
+            .iter()
+            .filter(|(t, c)| entries.iter().any(|e| e.task_id == *t && e.consumer == *c))
+            .cloned()
+            .collect())
+    }
+
     async fn open_before(&self, cutoff_ms: u64) -> Result<Vec<Entry>, LedgerError> {
         let mut open: Vec<Entry> = lock(&self.entries)
             .iter()

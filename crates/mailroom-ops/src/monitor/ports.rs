@@ -2,7 +2,7 @@
 //! go. Small traits, so the sweep and the alert state machine run in unit tests over the
 //! fakes below, and in production over the adapters beside them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
 use mailroom_lambda::ledger::{Entry, Ledger, LedgerError};
@@ -27,6 +27,15 @@ pub trait TaskStore: Send + Sync {
         consumer: &str,
         published_ms: Option<u64>,
     ) -> impl Future<Output = Result<bool, LedgerError>> + Send;
+
+    /// Which of `pairs` (task id, consumer) exist already, read in bulk.
+    ///
+    /// # Errors
+    /// When the table does not answer.
+    fn existing(
+        &self,
+        pairs: &[(String, String)],
+    ) -> impl Future<Output = Result<HashSet<(String, String)>, LedgerError>> + Send;
 
     /// Open pairs opened before `cutoff_ms`.
     ///
@@ -70,6 +79,13 @@ impl TaskStore for Ledger {
         published_ms: Option<u64>,
     ) -> Result<bool, LedgerError> {
         Ledger::register(self, task_id, consumer, published_ms).await
+    }
+
+    async fn existing(
+        &self,
+        pairs: &[(String, String)],
+    ) -> Result<HashSet<(String, String)>, LedgerError> {
+        Ledger::existing(self, pairs).await
     }
 
     async fn open_before(&self, cutoff_ms: u64) -> Result<Vec<Entry>, LedgerError> {
