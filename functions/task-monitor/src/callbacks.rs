@@ -86,7 +86,8 @@ pub fn final_state(story: &TaskStory, expected: &[String]) -> Option<&'static st
 /// Sends every completion callback that is due.
 ///
 /// # Errors
-/// When the ledger cannot be read; a failed delivery is counted, not an error.
+/// When the tasks that are due cannot be listed; a task that cannot be read or a delivery
+/// that fails is counted and left to the next sweep, not an error.
 pub async fn send_due(monitor: &Monitor, sender: &Notifier) -> Result<CallbackReport, LedgerError> {
     let mut report = CallbackReport::default();
     let ledger = monitor.ledger();
@@ -97,10 +98,20 @@ pub async fn send_due(monitor: &Monitor, sender: &Notifier) -> Result<CallbackRe
         if accepted.callback_done {
             // Back in the index only because the producer repeated its request after the
             // callback: it went out once already; take it out again.
-            ledger.callback_sent(&accepted.task_id, "sent").await?;
+            if let Err(e) = ledger.callback_sent(&accepted.task_id, "sent").await {
+                tracing::warn!(task_id = %accepted.task_id, error = %e, "could not settle a repeated task; next sweep");
+            }
             continue;
         }
-        let story = ledger.story(&accepted.task_id).await?;
+        // One task's trouble is that task's: it waits for the next sweep, the rest go on.
+        let story = match ledger.story(&accepted.task_id).await {
+            Ok(story) => story,
+            Err(e) => {
+                tracing::warn!(task_id = %accepted.task_id, error = %e, "could not read the task; next sweep");
+                report.retrying += 1;
+                continue;
+            }
+        };
         let Some(state) = final_state(&story, &expected(monitor, &accepted)) else {
             report.waiting += 1;
             continue;
@@ -125,15 +136,18 @@ pub async fn send_due(monitor: &Monitor, sender: &Notifier) -> Result<CallbackRe
         };
         match delivered {
             Ok(()) => {
-                ledger.callback_sent(&accepted.task_id, state).await?;
                 report.sent += 1;
+                settle(ledger, &accepted.task_id, state).await;
             }
             Err(f) if f.kind() == FailureKind::Poison => {
                 tracing::error!(task_id = %accepted.task_id, reason = f.reason(), "completion callback refused; giving up");
-                ledger
-                    .callback_sent(&accepted.task_id, &format!("given up: {}", f.reason()))
-                    .await?;
                 report.given_up += 1;
+                settle(
+                    ledger,
+                    &accepted.task_id,
+                    &format!("given up: {}", f.reason()),
+                )
+                .await;
             }
             Err(f) => {
                 tracing::warn!(task_id = %accepted.task_id, reason = f.reason(), "completion callback failed; the next sweep tries again");
@@ -142,4 +156,12 @@ pub async fn send_due(monitor: &Monitor, sender: &Notifier) -> Result<CallbackRe
         }
     }
     Ok(report)
+}
+
+/// Notes a callback's outcome; if the ledger does not take it, the next sweep sends the
+/// callback again (at least once: the receiver deduplicates on `webhook-id`).
+async fn settle(ledger: &mailroom_lambda::ledger::Ledger, task_id: &str, outcome: &str) {
+    if let Err(e) = ledger.callback_sent(task_id, outcome).await {
+        tracing::warn!(task_id, error = %e, "could not note the callback; the next sweep sends it again");
+    }
 }
