@@ -170,52 +170,31 @@ async fn publish_sends_messages_and_json_lines_with_attributes_through_the_topic
     // AND with the schemas, a payload that breaks its kind's schema is refused by path and
     // nothing is sent; a valid one goes
     let schemas = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas");
-    let out = mailroom(
-        endpoint,
-        &[
-            "--topic",
-            &topic,
-            "--kind",
-            "order.placed",
-            "--schemas",
-            schemas,
-            "--message",
-            r#"{"order_id":"z","amount_cents":0}"#,
-        ],
-    );
+    let checked = |kind: &str, message: &str| {
+        mailroom(
+            endpoint,
+            &[
+                "--topic",
+                &topic,
+                "--kind",
+                kind,
+                "--schemas",
+                schemas,
+                "--message",
+                message,
+            ],
+        )
+    };
+    let out = checked("order.placed", r#"{"order_id":"z","amount_cents":0}"#);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/amount_cents"), "{err}");
-    let out = mailroom(
-        endpoint,
-        &[
-            "--topic",
-            &topic,
-            "--kind",
-            "order.cancelled",
-            "--schemas",
-            schemas,
-            "--message",
-            r#"{"order_id":"z"}"#,
-        ],
-    );
+    let out = checked("order.cancelled", r#"{"order_id":"z"}"#);
     assert!(
         String::from_utf8_lossy(&out.stderr)
             .contains("no schema for the event kind `order.cancelled`")
     );
-    let out = mailroom(
-        endpoint,
-        &[
-            "--topic",
-            &topic,
-            "--kind",
-            "order.placed",
-            "--schemas",
-            schemas,
-            "--message",
-            r#"{"order_id":"v","amount_cents":5}"#,
-        ],
-    );
+    let out = checked("order.placed", r#"{"order_id":"v","amount_cents":5}"#);
     assert!(
         out.status.success(),
         "{}",

@@ -4,7 +4,7 @@
 use aws_sdk_dynamodb::types::ReturnValue;
 
 use super::item::{Item, is_conditional_failure, n, number, s, shard, string};
-use super::{Entry, Ledger, LedgerError, OPEN_SHARDS, entry};
+use super::{Entry, Ledger, LedgerError, entry};
 
 /// The sort key of a task's own item, beside its consumers' pairs. Sort keys starting with
 /// `#` are never consumers.
@@ -133,25 +133,17 @@ impl Ledger {
     /// # Errors
     /// When DynamoDB does not answer.
     pub async fn callbacks_due(&self) -> Result<Vec<Acceptance>, LedgerError> {
-        let mut out = Vec::new();
-        for shard in 0..OPEN_SHARDS {
-            let mut pages = self
-                .open_shard_query(shard)
-                .key_condition_expression("open_shard = :shard")
-                .filter_expression("sk = :marker")
-                .expression_attribute_values(":marker", s(TASK_MARKER))
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| LedgerError::from_sdk("Query", &e))?;
-                for item in page.items() {
-                    if let Some(task) = string(item, "pk") {
-                        out.push(acceptance(&task, item));
-                    }
-                }
-            }
-        }
-        Ok(out)
+        let items = self
+            .open_items(|q| {
+                q.key_condition_expression("open_shard = :shard")
+                    .filter_expression("sk = :marker")
+                    .expression_attribute_values(":marker", s(TASK_MARKER))
+            })
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| string(i, "pk").map(|task| acceptance(&task, i)))
+            .collect())
     }
 
     /// Notes that the completion callback went out (`outcome`: the final status sent, or why

@@ -132,26 +132,38 @@ impl Ledger {
     /// # Errors
     /// When DynamoDB does not answer or an item is malformed.
     pub async fn open_before(&self, cutoff_ms: u64) -> Result<Vec<Entry>, LedgerError> {
+        let items = self
+            .open_items(|q| {
+                q.key_condition_expression("open_shard = :shard AND opened_at <= :cutoff")
+                    .expression_attribute_values(":cutoff", n(cutoff_ms))
+            })
+            .await?;
+        let mut out = items
+            .iter()
+            // A task record waiting for its completion callback is not a pair.
+            .filter(|i| !super::item::string(i, "sk").is_some_and(|sk| sk.starts_with('#')))
+            .map(|i| entry("Query", i))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.sort_by_key(|e| e.opened_at_ms);
+        Ok(out)
+    }
+
+    /// Every item of every partition of the sparse open index that `query` (given the
+    /// partition's query with `:shard` bound) selects, all pages.
+    pub(crate) async fn open_items(
+        &self,
+        query: impl Fn(
+            aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<Vec<Item>, LedgerError> {
         let mut out = Vec::new();
         for shard in 0..OPEN_SHARDS {
-            let mut pages = self
-                .open_shard_query(shard)
-                .key_condition_expression("open_shard = :shard AND opened_at <= :cutoff")
-                .expression_attribute_values(":cutoff", n(cutoff_ms))
-                .into_paginator()
-                .send();
+            let mut pages = query(self.open_shard_query(shard)).into_paginator().send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| LedgerError::from_sdk("Query", &e))?;
-                for item in page.items() {
-                    // A task record waiting for its completion callback is not a pair.
-                    if super::item::string(item, "sk").is_some_and(|sk| sk.starts_with('#')) {
-                        continue;
-                    }
-                    out.push(entry("Query", item)?);
-                }
+                out.extend(page.items.unwrap_or_default());
             }
         }
-        out.sort_by_key(|e| e.opened_at_ms);
         Ok(out)
     }
 
