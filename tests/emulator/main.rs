@@ -9,6 +9,7 @@ mod monitor;
 mod moto_dynamodb;
 mod moto_sns;
 mod moto_sqs;
+mod moto_updates;
 mod poison;
 mod poller;
 mod publish;

@@ -39,7 +39,46 @@ pub(super) struct Summary {
     /// Faults injected (`--faults`): passed, HTTP 5xx, resets before, resets after.
     #[serde(skip_serializing_if = "Option::is_none")]
     faults: Option<FaultSummary>,
+    /// The application's AWS calls by action (functions, event sources, the producer; not
+    /// the demo's own reads), as the proxy in front of the emulator counted them.
+    calls: BTreeMap<String, u64>,
+    /// Seconds spent in each phase, in order: where a run's time goes.
+    phases: Vec<(&'static str, f64)>,
     seconds: f64,
+}
+
+/// `DynamoDB_20120810.UpdateItem` → `DynamoDB.UpdateItem`, `AmazonSQS.ReceiveMessage` →
+/// `SQS.ReceiveMessage`.
+fn short_action(action: &str) -> String {
+    let (service, name) = action.split_once('.').unwrap_or(("", action));
+    let service = match service {
+        s if s.starts_with("DynamoDB") => "DynamoDB",
+        "AmazonSQS" => "SQS",
+        s => s,
+    };
+    format!("{service}.{name}")
+}
+
+/// The time each phase took, read as the run goes.
+struct Laps {
+    last: Instant,
+    laps: Vec<(&'static str, f64)>,
+}
+
+impl Laps {
+    fn start() -> Self {
+        Self {
+            last: Instant::now(),
+            laps: Vec::new(),
+        }
+    }
+
+    /// Ends the phase `name` now.
+    fn lap(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.laps.push((name, (now - self.last).as_secs_f64()));
+        self.last = now;
+    }
 }
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -227,6 +266,7 @@ pub(super) async fn sweep(p: &Pipeline) -> anyhow::Result<()> {
 
 pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let mut laps = Laps::start();
     let receiver = Arc::new(Receiver::default());
     receiver.log_to(&super::up::log_dir(&args.common)?)?;
     let webhook = receiver.start().await?;
@@ -243,6 +283,7 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         print_topology(&p);
     }
     let inbox = subscribe_inbox(&p, &common.stack).await?;
+    laps.lap("up");
     let say = |line: String| {
         if !args.json {
             println!("{line}");
@@ -251,6 +292,7 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 
     let callback = webhook.replace("/hook", "/callback");
     let (ids, resent) = publish(&p, args.events, &callback).await?;
+    laps.lap("publish");
     say(format!(
         "published {} events to the events topic (1 in 8 meets a flaky webhook, 1 in 10 a webhook that refuses it until fixed; the example consumer panics on 1 in 100 at first delivery and its process is killed mid-batch once)",
         ids.len()
@@ -259,6 +301,7 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     if !p.drain(timeout).await {
         bail!("the queues did not drain within {timeout:?}");
     }
+    laps.lap("drain");
     let mut summary = Summary {
         published: ids.len(),
         intake: Some(IntakeSummary {
@@ -283,6 +326,7 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         say(format!("  alert → {a}"));
     }
     summary.alerts.extend(seen);
+    laps.lap("sweep");
 
     // The fix, then the replay through the dlq-replay function.
     receiver.fixed.store(true, Ordering::Relaxed);
@@ -316,12 +360,14 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     if !p.drain(timeout).await {
         bail!("the replayed messages did not drain within {timeout:?}");
     }
+    laps.lap("replay");
     sweep(&p).await?;
     let seen = alerts(&p, &inbox).await;
     for a in &seen {
         say(format!("  alert → {a}"));
     }
     summary.alerts.extend(seen);
+    laps.lap("sweep again");
 
     // What a producer sees: the intake's status API for the tasks it accepted.
     if let (Some(url), Some(intake)) = (intake_url(&p), summary.intake.as_mut()) {
@@ -394,7 +440,12 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         summary.duplicate_side_effects_by_order,
         summary.delivered_orders,
     ) = count_repeats(&receiver.accepted_orders);
-    summary.faults = p.faulty.as_ref().map(|f| {
+    summary.calls = p
+        .faulty
+        .as_ref()
+        .map(|f| f.counts().actions())
+        .unwrap_or_default();
+    summary.faults = p.faulty.as_ref().filter(|_| common.faults > 0.0).map(|f| {
         let (passed, server_errors, resets_before, resets_after) = f.counts().snapshot();
         FaultSummary {
             passed,
@@ -403,6 +454,8 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             resets_after,
         }
     });
+    laps.lap("verify");
+    summary.phases = laps.laps;
     summary.seconds = started.elapsed().as_secs_f64();
     p.down().await;
     if args.json {
@@ -427,6 +480,17 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             summary.dead_lettered, summary.replayed
         );
         println!("  alerts           {}", summary.alerts.len());
+        let per_event = |n: u64| n as f64 / summary.published.max(1) as f64;
+        let calls: Vec<String> = summary
+            .calls
+            .iter()
+            .map(|(action, n)| format!("{} {:.2}", short_action(action), per_event(*n)))
+            .collect();
+        println!(
+            "  AWS calls/event  {:.2}: {}",
+            per_event(summary.calls.values().sum()),
+            calls.join(", ")
+        );
         println!("  lost             {}", summary.lost);
         println!(
             "  side effects twice {} by task id, {} by order id ({} orders delivered)",
@@ -440,7 +504,16 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
                 f.server_errors, f.resets_before, f.resets_after, f.passed
             );
         }
-        println!("  wall time        {:.1} s", summary.seconds);
+        let phases: Vec<String> = summary
+            .phases
+            .iter()
+            .map(|(name, s)| format!("{name} {s:.1}"))
+            .collect();
+        println!(
+            "  wall time        {:.1} s ({})",
+            summary.seconds,
+            phases.join(", ")
+        );
     }
     if summary.lost > 0 {
         bail!("{} task/consumer pairs did not finish", summary.lost);

@@ -16,6 +16,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
+use crate::proxy;
+
 /// How often each fault happens, as a fraction of requests.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FaultPlan {
@@ -135,11 +137,7 @@ impl FaultyEndpoint {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
         let counts = Arc::new(FaultCounts::default());
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .pool_max_idle_per_host(64)
-            .build()
-            .map_err(io::Error::other)?;
+        let client = proxy::client()?;
         let shared = Arc::new(Shared {
             upstream: upstream.trim_end_matches('/').to_owned(),
             plan: std::sync::Mutex::new(plan),
@@ -285,19 +283,7 @@ impl Shared {
             }
             Fault::None | Fault::ResetAfter => {}
         }
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let mut forward = self
-            .client
-            .request(parts.method, format!("{}{path}", self.upstream))
-            .body(body);
-        for (name, value) in &parts.headers {
-            // Host stays the client's: moto builds queue URLs from it, and they must name
-            // this proxy, not the emulator behind it.
-            if !is_hop_by_hop(name.as_str()) {
-                forward = forward.header(name, value);
-            }
-        }
-        let Ok(answer) = forward.send().await else {
+        let Some(answer) = proxy::forward(&self.client, &self.upstream, &parts, body).await else {
             return Ok(server_error(StatusCode::BAD_GATEWAY));
         };
         if matches!(fault, Fault::ResetAfter) {
@@ -306,18 +292,9 @@ impl Shared {
             self.counts.resets_after.fetch_add(1, Ordering::Relaxed);
             return Err(Reset);
         }
-        let status = answer.status();
-        let headers = answer.headers().clone();
-        let Ok(bytes) = answer.bytes().await else {
+        let Some(response) = proxy::answer(answer).await else {
             return Ok(server_error(StatusCode::BAD_GATEWAY));
         };
-        let mut response = Response::new(Full::new(bytes));
-        *response.status_mut() = status;
-        for (name, value) in &headers {
-            if !is_hop_by_hop(name.as_str()) && name != hyper::header::CONTENT_LENGTH {
-                response.headers_mut().append(name, value.clone());
-            }
-        }
         self.counts.passed.fetch_add(1, Ordering::Relaxed);
         Ok(response)
     }
@@ -330,13 +307,6 @@ fn query_action(body: &[u8]) -> Option<String> {
         .split('&')
         .find_map(|p| p.strip_prefix("Action="))
         .map(|a| format!("SNS.{a}"))
-}
-
-fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection" | "keep-alive" | "transfer-encoding" | "te" | "trailer" | "upgrade"
-    )
 }
 
 /// An AWS-shaped transient server error. The SDKs retry 500 and 503 by status alone.
