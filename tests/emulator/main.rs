@@ -2,6 +2,7 @@
 //! helpers, as in zero2prod's `tests/api`.
 
 mod backoff;
+mod discovery;
 mod fanout;
 mod helpers;
 mod ledger;

@@ -107,13 +107,51 @@ async fn template_yaml_provisions_the_topology_and_describes_the_functions() {
         env.get(k).cloned()
     }))
     .expect("the monitor's env parses");
-    let mut names: Vec<&str> = config.consumers.iter().map(|(n, _)| n.as_str()).collect();
-    names.sort_unstable();
-    assert_eq!(names, vec!["example-consumer", "notifier"]);
-    assert_eq!(config.dlqs.len(), 4);
-    let replay = f("DlqReplayFunction");
     assert!(
-        replay.environment["MAILROOM_REPLAY_CONSUMERS"]
-            .contains(&format!("{stack}-notifier-dlq=notifier"))
+        config.consumers.is_empty(),
+        "no list kept by hand: the consumers are discovered"
+    );
+    // AND discovery on the events topic finds the two consumers (not the monitor's queue),
+    // with their filter policies and DLQs, as the monitor and the replay will.
+    let found = mailroom_ops::discovery::discover(&bed.sns, &bed.sqs, topic)
+        .await
+        .expect("discovered");
+    let mut seen: Vec<(String, Option<String>, Option<String>)> = found
+        .iter()
+        .map(|c| {
+            (
+                c.name.clone(),
+                c.dlq.as_ref().map(|q| q.name().to_owned()),
+                c.filter_policy.clone(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "example-consumer".to_owned(),
+                Some(format!("{stack}-example-dlq")),
+                Some(r#"{"kind": ["order.placed"]}"#.to_owned())
+            ),
+            (
+                "notifier".to_owned(),
+                Some(format!("{stack}-notifier-dlq")),
+                None
+            ),
+        ]
+    );
+    let merged = config.with_discovered(&found);
+    assert_eq!(merged.consumers.len(), 2);
+    assert_eq!(
+        merged.dlqs.len(),
+        4,
+        "two DLQs, the parking lot, the monitor's DLQ"
+    );
+    let replay = f("DlqReplayFunction");
+    assert_eq!(
+        replay.environment["MAILROOM_EVENTS_TOPIC_ARN"],
+        topic.as_str()
     );
 }

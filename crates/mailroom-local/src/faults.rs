@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use crate::proxy;
+use crate::proxy::{self, Upstreams};
 
 /// How often each fault happens, as a fraction of requests.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -114,7 +114,7 @@ pub struct FaultyEndpoint {
 
 #[derive(Debug)]
 struct Shared {
-    upstream: String,
+    upstream: Upstreams,
     plan: std::sync::Mutex<FaultPlan>,
     client: reqwest::Client,
     counts: Arc<FaultCounts>,
@@ -133,13 +133,17 @@ impl FaultyEndpoint {
     ///
     /// # Errors
     /// When no loopback port is free or the HTTP client cannot be built.
-    pub async fn start(upstream: &str, plan: FaultPlan, seed: u64) -> io::Result<Self> {
+    pub async fn start(
+        upstream: impl Into<Upstreams>,
+        plan: FaultPlan,
+        seed: u64,
+    ) -> io::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
         let counts = Arc::new(FaultCounts::default());
         let client = proxy::client()?;
         let shared = Arc::new(Shared {
-            upstream: upstream.trim_end_matches('/').to_owned(),
+            upstream: upstream.into(),
             plan: std::sync::Mutex::new(plan),
             client,
             counts: counts.clone(),
@@ -283,7 +287,14 @@ impl Shared {
             }
             Fault::None | Fault::ResetAfter => {}
         }
-        let Some(answer) = proxy::forward(&self.client, &self.upstream, &parts, body).await else {
+        let Some(answer) = proxy::forward(
+            &self.client,
+            self.upstream.for_request(&parts.headers),
+            &parts,
+            body,
+        )
+        .await
+        else {
             return Ok(server_error(StatusCode::BAD_GATEWAY));
         };
         if matches!(fault, Fault::ResetAfter) {

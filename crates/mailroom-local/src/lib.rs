@@ -15,7 +15,7 @@ pub mod faults;
 pub mod function_url;
 mod moto;
 pub mod pipeline;
-mod proxy;
+pub mod proxy;
 pub mod reaper;
 pub mod resources;
 pub mod runner;

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::faults::{FaultPlan, FaultyEndpoint};
 use crate::function_url::FunctionUrl;
+use crate::proxy::Upstreams;
 use crate::runner::{self, Counters, FunctionProcess};
 use crate::template::{Clients, FunctionSpec, Provisioned, Template};
 use crate::{Moto, REGION};
@@ -116,7 +117,13 @@ impl Pipeline {
             .provision_with_speed(&clients, &options.stack, &options.parameters, options.speed)
             .await?;
         let faulty = match options.faults {
-            Some(plan) => Some(FaultyEndpoint::start(&endpoint, plan, 0x6d61_696c).await?),
+            // Straight to the emulator's processes when it is ours: one hop, not two.
+            Some(plan) => {
+                let upstreams = moto
+                    .as_ref()
+                    .map_or_else(|| Upstreams::single(&endpoint), Moto::upstreams);
+                Some(FaultyEndpoint::start(upstreams, plan, 0x6d61_696c).await?)
+            }
             None => None,
         };
         let app_endpoint = faulty

@@ -6,6 +6,61 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
 
+/// Where a request goes: DynamoDB's to one emulator process, everything else to another (see
+/// [`crate::Moto`]), or all of it to one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstreams {
+    services: String,
+    dynamodb: String,
+}
+
+impl Upstreams {
+    /// Everything to `url` (`http://127.0.0.1:PORT`).
+    pub fn single(url: &str) -> Self {
+        let url = url.trim_end_matches('/').to_owned();
+        Self {
+            services: url.clone(),
+            dynamodb: url,
+        }
+    }
+
+    /// DynamoDB's requests to `dynamodb`, the rest to `services`.
+    pub(crate) fn split(services: String, dynamodb: String) -> Self {
+        Self { services, dynamodb }
+    }
+
+    /// The upstream for a request with these headers. DynamoDB's JSON protocol names the
+    /// action in `X-Amz-Target: DynamoDB_20120810.PutItem` (`DynamoDBStreams_…` for streams).
+    pub(crate) fn for_request(&self, headers: &hyper::HeaderMap) -> &str {
+        let dynamodb = headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("DynamoDB"));
+        if dynamodb {
+            &self.dynamodb
+        } else {
+            &self.services
+        }
+    }
+
+    /// The DynamoDB upstream, when it is not the same as the rest's.
+    pub(crate) fn separate_dynamodb(&self) -> Option<&str> {
+        (self.dynamodb != self.services).then_some(self.dynamodb.as_str())
+    }
+}
+
+impl From<&str> for Upstreams {
+    fn from(url: &str) -> Self {
+        Self::single(url)
+    }
+}
+
+impl From<&String> for Upstreams {
+    fn from(url: &String) -> Self {
+        Self::single(url)
+    }
+}
+
 /// An HTTP client for loopback upstreams: no system proxy, connections kept.
 pub(crate) fn client() -> std::io::Result<reqwest::Client> {
     mailroom_lambda::aws::install_crypto();

@@ -376,6 +376,23 @@ impl Provisioner<'_> {
                 let (url, arn) = crate::create_queue(&self.clients.sqs, &name, &attributes)
                     .await
                     .map_err(|e| err(e.to_string()))?;
+                // Tags name a consumer's queue for discovery (`mailroom:consumer`).
+                if let Some(tags) = props["Tags"].as_array() {
+                    let mut request = self.clients.sqs.tag_queue().queue_url(url.as_str());
+                    for tag in tags {
+                        let key = self.string(&tag["Key"], "").await?;
+                        let value = self.string(&tag["Value"], "").await?;
+                        request = request.tags(key, value);
+                    }
+                    if !tags.is_empty() {
+                        request.send().await.map_err(|e| {
+                            err(format!(
+                                "tagging {name}: {}",
+                                aws_sdk_sqs::error::DisplayErrorContext(&e)
+                            ))
+                        })?;
+                    }
+                }
                 self.out.queues.insert(id.to_owned(), (url.clone(), arn));
                 Ok(url.to_string())
             }

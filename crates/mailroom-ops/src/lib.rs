@@ -1,5 +1,6 @@
 //! Mailroom's operations: what runs beside the consumers rather than inside them.
 //!
+//! - [`discovery`]: the application's consumers, from the events topic's subscriptions.
 //! - [`monitor`]: registers every task, sweeps the ledger and the DLQs on a schedule, raises
 //!   one alert per transition, and answers "what happened to my task?".
 //! - [`replay`]: sends dead letters back to their queue (or parks them), filtered and
@@ -10,6 +11,7 @@
 //! the emulator.
 #![warn(missing_docs)]
 
+pub mod discovery;
 pub mod monitor;
 pub mod replay;
 pub mod sqs;

@@ -1,8 +1,9 @@
 //! The `dlq-replay` function: one on-demand replay run per invocation.
 //!
 //! The request is [`mailroom_ops::replay::RequestJson`]; the response is the run's
-//! [`mailroom_ops::replay::ReplayReport`]. Which queues may be touched comes from configuration,
-//! never from the request.
+//! [`mailroom_ops::replay::ReplayReport`]. Which queues may be touched comes from configuration
+//! and from the consumers discovered on the events topic ([`Config::with_discovered`]), never
+//! from the request.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,7 +20,8 @@ use mailroom_ops::replay::{
 /// The function's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Queues the function may touch (`MAILROOM_REPLAY_ALLOWLIST`: comma-separated names or URLs).
+    /// Queues the function may touch (`MAILROOM_REPLAY_ALLOWLIST`: comma-separated names or
+    /// URLs), besides the discovered consumers' queues and DLQs.
     pub allowlist: Allowlist,
     /// The parking lot, unless the request names one (`MAILROOM_PARKING_LOT_URL`).
     pub parking_lot: Option<QueueUrl>,
@@ -46,6 +48,9 @@ pub enum Error {
     /// The replay could not start.
     #[error(transparent)]
     Replay(#[from] ReplayError),
+    /// The consumers could not be discovered (and never were).
+    #[error(transparent)]
+    Discovery(#[from] mailroom_ops::discovery::DiscoveryError),
 }
 
 impl From<Error> for lambda_runtime::Diagnostic {
@@ -54,6 +59,7 @@ impl From<Error> for lambda_runtime::Diagnostic {
             Error::Config(_) => "Mailroom.Config",
             Error::Request(_) => "Mailroom.BadRequest",
             Error::Replay(_) => "Mailroom.ReplayRefused",
+            Error::Discovery(_) => "Mailroom.DiscoveryFailed",
         };
         Self {
             error_type: error_type.to_owned(),
@@ -66,13 +72,15 @@ impl Config {
     /// Reads the configuration.
     ///
     /// # Errors
-    /// When the allowlist is empty or a value does not parse.
+    /// When neither the allowlist nor the events topic (for discovery) is given, or a value
+    /// does not parse.
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         let allowed = env.list("MAILROOM_REPLAY_ALLOWLIST");
-        if allowed.is_empty() {
+        if allowed.is_empty() && env.string("MAILROOM_EVENTS_TOPIC_ARN").is_none() {
             return Err(ConfigError::missing(
                 "MAILROOM_REPLAY_ALLOWLIST",
-                "the queues replay may touch, comma-separated names or URLs (empty allows none)",
+                "the queues replay may touch, comma-separated names or URLs, or \
+                 MAILROOM_EVENTS_TOPIC_ARN to allow the consumers subscribed to it",
             ));
         }
         let consumers = env
@@ -105,6 +113,31 @@ impl Config {
                 .string("MAILROOM_METRICS_NAMESPACE")
                 .unwrap_or_else(|| "Mailroom".into()),
         })
+    }
+}
+
+impl Config {
+    /// This configuration with the consumers discovery found: each consumer's queue and DLQ
+    /// allowed, and each DLQ's replays marked in the ledger for its consumer (an entry of
+    /// `MAILROOM_REPLAY_CONSUMERS` for the same queue wins).
+    #[must_use]
+    pub fn with_discovered(&self, found: &[mailroom_ops::discovery::Consumer]) -> Self {
+        let mut merged = self.clone();
+        merged.allowlist = merged.allowlist.with(
+            found
+                .iter()
+                .flat_map(|c| std::iter::once(&c.queue).chain(&c.dlq))
+                .map(|q| q.name().to_owned()),
+        );
+        for c in found {
+            if let Some(dlq) = &c.dlq {
+                merged
+                    .consumers
+                    .entry(dlq.name().to_owned())
+                    .or_insert_with(|| c.name.clone());
+            }
+        }
+        merged
     }
 }
 
@@ -148,6 +181,12 @@ mod tests {
         let from = |pairs: &[(&str, &str)]| Config::from_env(&Env::from_pairs(pairs));
         let e = from(&[]).expect_err("no allowlist");
         assert_eq!(e.variable, "MAILROOM_REPLAY_ALLOWLIST");
+        // The events topic's consumers are allowed by discovery instead.
+        from(&[(
+            "MAILROOM_EVENTS_TOPIC_ARN",
+            "arn:aws:sns:us-east-1:1:events",
+        )])
+        .expect("discovery allows");
         let c = from(&[("MAILROOM_REPLAY_ALLOWLIST", "orders, orders-dlq")]).expect("valid");
         assert!(
             c.allowlist
@@ -170,5 +209,53 @@ mod tests {
         ])
         .expect_err("not a pair");
         assert!(e.to_string().contains("queue=consumer"), "{e}");
+    }
+
+    #[test]
+    fn discovered_consumers_allow_their_queues_and_name_their_dlqs() {
+        let base = Config::from_env(&Env::from_pairs(&[
+            ("MAILROOM_REPLAY_ALLOWLIST", "parking-lot"),
+            ("MAILROOM_REPLAY_CONSUMERS", "billing-dlq=billing-v2"),
+        ]))
+        .expect("valid");
+        let url = |name: &str| -> QueueUrl {
+            format!("https://sqs.us-east-1.amazonaws.com/1/{name}")
+                .parse()
+                .expect("url")
+        };
+        let consumer = |name: &str, dlq: Option<&str>| mailroom_ops::discovery::Consumer {
+            name: name.to_owned(),
+            queue: url(name),
+            dlq: dlq.map(url),
+            filter_policy: None,
+            filters_body: false,
+            raw: true,
+        };
+        let c = base.with_discovered(&[
+            consumer("audit-log", Some("audit-log-dlq")),
+            consumer("billing", Some("billing-dlq")),
+            consumer("tap", None),
+        ]);
+        for allowed in [
+            "audit-log",
+            "audit-log-dlq",
+            "billing-dlq",
+            "tap",
+            "parking-lot",
+        ] {
+            assert!(c.allowlist.allows(&url(allowed)), "{allowed}");
+        }
+        assert!(!c.allowlist.allows(&url("someone-elses-dlq")));
+        assert_eq!(
+            c.consumers.get("audit-log-dlq").map(String::as_str),
+            Some("audit-log")
+        );
+        // An explicit entry wins over discovery.
+        assert_eq!(
+            c.consumers.get("billing-dlq").map(String::as_str),
+            Some("billing-v2")
+        );
+        // The configuration it came from is unchanged.
+        assert!(!base.allowlist.allows(&url("audit-log-dlq")));
     }
 }

@@ -6,7 +6,9 @@
 //!   function error, so the `Errors` alarm sees it);
 //! * a Lambda Function URL request: the status API, answered with an HTTP response.
 //!
-//! After each sweep it sends the completion callbacks that are due ([`callbacks`]).
+//! After each sweep it sends the completion callbacks that are due ([`callbacks`]). Before
+//! each invocation it learns the application's consumers from the events topic, at most once
+//! per `MAILROOM_DISCOVERY_TTL_SECS` ([`Watched`]).
 
 pub mod callbacks;
 
@@ -15,8 +17,9 @@ use aws_lambda_events::lambda_function_urls::{
     LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
 };
 use aws_lambda_events::sqs::SqsEvent;
+use mailroom_ops::discovery::{Discovery, DiscoveryError};
 use mailroom_ops::monitor::status::route;
-use mailroom_ops::monitor::{Monitor, MonitorError};
+use mailroom_ops::monitor::{Monitor, MonitorConfig, MonitorError};
 use serde_json::Value;
 
 /// What an invocation carried.
@@ -47,6 +50,10 @@ pub enum Error {
     /// The sweep could not complete.
     #[error("sweep failed: {0}")]
     Sweep(#[from] MonitorError),
+    /// The consumers could not be discovered, and were never found before: registering or
+    /// sweeping without them would be silent about them.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
 }
 
 impl From<Error> for lambda_runtime::Diagnostic {
@@ -55,6 +62,7 @@ impl From<Error> for lambda_runtime::Diagnostic {
             Error::Unrecognised(_) => "Mailroom.UnrecognisedEvent",
             Error::Malformed { .. } => "Mailroom.MalformedEvent",
             Error::Sweep(_) => "Mailroom.SweepFailed",
+            Error::Discovery(_) => "Mailroom.DiscoveryFailed",
         };
         Self {
             error_type: error_type.to_owned(),
@@ -88,6 +96,39 @@ impl Trigger {
         let mut shown = event.to_string();
         shown.truncate(200);
         Err(Error::Unrecognised(shown))
+    }
+}
+
+/// The monitor, with the consumers it watches kept current by discovery (when
+/// `MAILROOM_EVENTS_TOPIC_ARN` is set) over the configuration read at cold start.
+#[derive(Debug)]
+pub struct Watched {
+    monitor: Monitor,
+    base: MonitorConfig,
+    discovery: Option<Discovery>,
+}
+
+impl Watched {
+    /// `monitor` as configured, refreshed by `discovery`.
+    pub fn new(monitor: Monitor, discovery: Option<Discovery>) -> Self {
+        Self {
+            base: monitor.config().clone(),
+            monitor,
+            discovery,
+        }
+    }
+
+    /// The monitor with the consumers discovered now, or within the TTL. A failed discovery
+    /// keeps what was found last (logged); with nothing found ever, it fails the invocation.
+    ///
+    /// # Errors
+    /// When discovery fails and never succeeded.
+    pub async fn current(&mut self) -> Result<&Monitor, Error> {
+        if let Some(discovery) = self.discovery.as_mut() {
+            let found = discovery.consumers().await?;
+            self.monitor.set_config(self.base.with_discovered(found));
+        }
+        Ok(&self.monitor)
     }
 }
 

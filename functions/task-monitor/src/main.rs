@@ -2,7 +2,9 @@
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use mailroom_lambda::ledger::Ledger;
+use mailroom_ops::discovery::Discovery;
 use mailroom_ops::monitor::{Monitor, MonitorConfig};
+use task_monitor::Watched;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -11,11 +13,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = MonitorConfig::from_env(&env)?;
     let table = env.required("MAILROOM_LEDGER_TABLE", "the ledger table's name")?;
     let aws = mailroom_lambda::aws::from_env();
+    let (sqs, sns) = (
+        aws_sdk_sqs::Client::new(&aws),
+        aws_sdk_sns::Client::new(&aws),
+    );
+    let discovery = Discovery::from_env(&env, sns.clone(), sqs.clone())?;
     let monitor = Monitor::new(
         config,
         Ledger::new(aws_sdk_dynamodb::Client::new(&aws), table),
-        aws_sdk_sqs::Client::new(&aws),
-        aws_sdk_sns::Client::new(&aws),
+        sqs,
+        sns,
     );
     // Completion callbacks go out signed, as the notifier's deliveries do, with its secret:
     // on when a signing secret is configured.
@@ -37,9 +44,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         tracing::warn!("no NOTIFIER_SIGNING_SECRET*: completion callbacks are off");
         None
     };
-    let (monitor, callbacks) = (&monitor, callbacks.as_ref());
+    // One invocation at a time per execution environment: the lock is never contended.
+    let watched = tokio::sync::Mutex::new(Watched::new(monitor, discovery));
+    let (watched, callbacks) = (&watched, callbacks.as_ref());
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
+            let mut watched = watched.lock().await;
+            let monitor = watched.current().await?;
             task_monitor::handle(monitor, callbacks, event.payload).await
         },
     ))

@@ -3,6 +3,8 @@
 
 mod router;
 
+use crate::proxy::Upstreams;
+
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -18,6 +20,7 @@ const LAUNCHER: &str = include_str!("moto_server.py");
 #[derive(Debug)]
 pub struct Moto {
     endpoint: String,
+    upstreams: Upstreams,
     // Dropped first: nothing is routed to a stopped server.
     _router: Option<router::Router>,
     children: Vec<Child>,
@@ -80,15 +83,18 @@ impl Moto {
         if let [services, dynamodb] = &ports[..] {
             let listener = TcpListener::bind("127.0.0.1:0")?;
             let endpoint = format!("http://{}", listener.local_addr()?);
-            let router = router::Router::start(listener, url(services), url(dynamodb))?;
+            let upstreams = Upstreams::split(url(services), url(dynamodb));
+            let router = router::Router::start(listener, upstreams.clone())?;
             return Ok(Self {
                 endpoint,
+                upstreams,
                 _router: Some(router),
                 children,
             });
         }
         Ok(Self {
             endpoint: url(&ports[0]),
+            upstreams: Upstreams::single(&url(&ports[0])),
             _router: None,
             children,
         })
@@ -97,6 +103,12 @@ impl Moto {
     /// The endpoint URL to give the SDK.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// The processes behind [`Moto::endpoint`], for a proxy that routes by itself (one hop
+    /// instead of two).
+    pub fn upstreams(&self) -> Upstreams {
+        self.upstreams.clone()
     }
 }
 

@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 
-use crate::proxy;
+use crate::proxy::{self, Upstreams};
 
 /// The router, serving on its own thread until dropped.
 #[derive(Debug)]
@@ -24,24 +24,20 @@ pub(super) struct Router {
 }
 
 #[derive(Debug)]
-struct Upstreams {
-    services: String,
-    dynamodb: String,
+struct Route {
+    upstreams: Upstreams,
     client: reqwest::Client,
 }
 
 impl Router {
-    /// Serves on `listener`, sending DynamoDB's requests to `dynamodb` and the rest to
-    /// `services` (both `http://127.0.0.1:PORT`).
+    /// Serves on `listener`, sending each request to its upstream.
     pub(super) fn start(
         listener: std::net::TcpListener,
-        services: String,
-        dynamodb: String,
+        upstreams: Upstreams,
     ) -> std::io::Result<Self> {
         listener.set_nonblocking(true)?;
-        let upstreams = Arc::new(Upstreams {
-            services,
-            dynamodb,
+        let upstreams = Arc::new(Route {
+            upstreams,
             client: proxy::client()?,
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -73,7 +69,7 @@ impl Drop for Router {
     }
 }
 
-async fn serve(listener: tokio::net::TcpListener, upstreams: Arc<Upstreams>) {
+async fn serve(listener: tokio::net::TcpListener, upstreams: Arc<Route>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -92,7 +88,7 @@ async fn serve(listener: tokio::net::TcpListener, upstreams: Arc<Upstreams>) {
     }
 }
 
-impl Upstreams {
+impl Route {
     async fn route(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
         let Ok(body) = body
@@ -102,20 +98,18 @@ impl Upstreams {
         else {
             return proxy::bad_gateway();
         };
-        if parts.uri.path() == "/moto-api/reset" {
+        if parts.uri.path() == "/moto-api/reset"
+            && let Some(dynamodb) = self.upstreams.separate_dynamodb()
+        {
             // Both emulators forget everything, or the reset fails.
-            if proxy::forward(&self.client, &self.dynamodb, &parts, body.clone())
+            if proxy::forward(&self.client, dynamodb, &parts, body.clone())
                 .await
                 .is_none_or(|a| !a.status().is_success())
             {
                 return proxy::bad_gateway();
             }
         }
-        let upstream = if is_dynamodb(&parts.headers) {
-            &self.dynamodb
-        } else {
-            &self.services
-        };
+        let upstream = self.upstreams.for_request(&parts.headers);
         match proxy::forward(&self.client, upstream, &parts, body).await {
             Some(answer) => proxy::answer(answer)
                 .await
@@ -123,13 +117,4 @@ impl Upstreams {
             None => proxy::bad_gateway(),
         }
     }
-}
-
-/// DynamoDB's JSON protocol names the action in `X-Amz-Target: DynamoDB_20120810.PutItem`
-/// (and `DynamoDBStreams_20120810.…` for streams).
-fn is_dynamodb(headers: &hyper::HeaderMap) -> bool {
-    headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("DynamoDB"))
 }

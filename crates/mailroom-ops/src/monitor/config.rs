@@ -14,12 +14,13 @@ use super::filter::FilterPolicy;
 pub struct MonitorConfig {
     /// The consumers every published task is expected to reach, with their subscriptions'
     /// filter policies (`MAILROOM_EXPECTED_CONSUMERS`: `a,b`, or a JSON object of name to
-    /// filter policy).
+    /// filter policy). Unset, they are discovered ([`MonitorConfig::with_discovered`]).
     pub consumers: Vec<(String, FilterPolicy)>,
     /// Bucket thresholds, ascending (`MAILROOM_MONITOR_THRESHOLDS`, default `5m,10m,45m`).
     /// Pairs past the last one raise the stuck-task alert.
     pub thresholds: Vec<Duration>,
-    /// The DLQs (and parking lots) to watch (`MAILROOM_MONITOR_DLQS`, comma-separated URLs).
+    /// The DLQs (and parking lots) to watch (`MAILROOM_MONITOR_DLQS`, comma-separated URLs),
+    /// besides the discovered consumers' DLQs.
     pub dlqs: Vec<QueueUrl>,
     /// Where alerts go (`MAILROOM_ALERTS_TOPIC_ARN`); unset, they are only logged.
     pub alerts_topic: Option<String>,
@@ -162,6 +163,51 @@ impl MonitorConfig {
                 .unwrap_or(d.namespace),
             ..d
         })
+    }
+
+    /// This configuration with the consumers discovery found (see [`crate::discovery`]):
+    /// their DLQs are watched beside `MAILROOM_MONITOR_DLQS` (the parking lot, the monitor's
+    /// own DLQ), and tasks are registered for them by their filter policies, unless
+    /// `MAILROOM_EXPECTED_CONSUMERS` names the consumers itself. A consumer whose policy the
+    /// monitor cannot evaluate (on the message body, or outside the supported subset) is not
+    /// registered for, with a warning: guessing would raise false alerts or miss real ones;
+    /// its DLQ is still watched.
+    #[must_use]
+    pub fn with_discovered(&self, found: &[crate::discovery::Consumer]) -> Self {
+        let mut merged = self.clone();
+        if self.consumers.is_empty() {
+            merged.consumers = found
+                .iter()
+                .filter_map(|c| {
+                    let policy = match (&c.filter_policy, c.filters_body) {
+                        (None, _) => Ok(FilterPolicy::default()),
+                        (Some(_), true) => Err("it filters on the message body".to_owned()),
+                        (Some(p), false) => serde_json::from_str(p)
+                            .map_err(|e| e.to_string())
+                            .and_then(|p| FilterPolicy::parse(&p)),
+                    };
+                    match policy {
+                        Ok(p) => Some((c.name.clone(), p)),
+                        Err(e) => {
+                            tracing::warn!(
+                                consumer = %c.name,
+                                error = %e,
+                                "tasks are not registered for this consumer: its filter policy cannot be evaluated here"
+                            );
+                            None
+                        }
+                    }
+                })
+                .collect();
+        }
+        let mut dlqs: Vec<QueueUrl> = found.iter().filter_map(|c| c.dlq.clone()).collect();
+        for dlq in &self.dlqs {
+            if !dlqs.contains(dlq) {
+                dlqs.push(dlq.clone());
+            }
+        }
+        merged.dlqs = dlqs;
+        merged
     }
 
     /// The bucket names, in threshold order: `over-5m`, `over-10m`, `over-45m`.

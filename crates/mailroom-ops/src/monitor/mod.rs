@@ -110,4 +110,9 @@ impl<S, D, A> Monitor<S, D, A> {
     pub fn config(&self) -> &MonitorConfig {
         &self.config
     }
+
+    /// Replaces the configuration: with what discovery found, for instance.
+    pub fn set_config(&mut self, config: MonitorConfig) {
+        self.config = config;
+    }
 }

@@ -16,6 +16,13 @@ impl Allowlist {
         Self(queues.into_iter().map(Into::into).collect())
     }
 
+    /// This allowlist with `more` queues (URLs or names).
+    #[must_use]
+    pub fn with<I: IntoIterator<Item = S>, S: Into<String>>(mut self, more: I) -> Self {
+        self.0.extend(more.into_iter().map(Into::into));
+        self
+    }
+
     /// Whether `queue` (by URL or by name) is allowed.
     pub fn allows(&self, queue: &QueueUrl) -> bool {
         let name = queue.as_str().rsplit('/').next().unwrap_or_default();
