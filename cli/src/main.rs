@@ -1,6 +1,7 @@
 //! `mailroom`: the operator's and developer's command.
 
 mod local;
+mod new;
 mod publish;
 mod replay;
 mod status;
@@ -33,6 +34,10 @@ enum Command {
     /// every function its real binary under the Lambda Runtime Interface Emulator.
     #[command(subcommand)]
     Local(local::Command),
+    /// Scaffolds a new consumer: its crate, its workspace entry and its template block, with
+    /// nothing else to edit (the monitor and the replay discover it).
+    #[command(subcommand)]
+    New(new::Command),
 }
 
 /// The SDK configuration for an operator: the default credential chain (profiles, SSO,
@@ -78,6 +83,7 @@ async fn main() -> std::process::ExitCode {
         Command::Status(args) => status::run(*args).await,
         Command::Publish(args) => publish::run(*args).await,
         Command::Local(command) => local::run(command).await,
+        Command::New(command) => new::run(command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

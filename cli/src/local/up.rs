@@ -90,6 +90,7 @@ pub(super) async fn bring_up(common: &Common, webhook: &str) -> anyhow::Result<P
         // Always through the proxy, at rate 0 when no faults are asked for: it counts the
         // application's AWS calls by action, which the demo reports.
         faults: Some(FaultPlan::mix(common.faults)),
+        only: None,
     };
     Ok(Pipeline::up(&options).await?)
 }

@@ -42,6 +42,9 @@ pub struct Options {
     /// sources' and [`Pipeline::traffic`]'s), through a [`FaultyEndpoint`]. Provisioning and
     /// [`Pipeline::clients`] talk to the emulator directly, so what they read is independent.
     pub faults: Option<FaultPlan>,
+    /// Run only these functions (by logical id), when given; the template is still
+    /// provisioned whole. A test of one consumer leaves the others' webhooks alone.
+    pub only: Option<std::collections::BTreeSet<String>>,
 }
 
 /// One running function.
@@ -140,6 +143,13 @@ impl Pipeline {
         let mut tasks = JoinSet::new();
         let mut functions = BTreeMap::new();
         for spec in &provisioned.functions {
+            if options
+                .only
+                .as_ref()
+                .is_some_and(|only| !only.contains(&spec.logical_id))
+            {
+                continue;
+            }
             let binary = options.bin_dir.join(
                 options
                     .substitutes
