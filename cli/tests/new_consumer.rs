@@ -184,7 +184,14 @@ async fn a_consumer_added_with_one_command_is_fed_watched_alarmed_and_replayable
         text(&check.stderr)
     );
 
-    // AND the new crate builds and passes the tests it came with
+    // AND the new crate is formatted as the project's CI wants, builds, and passes the tests
+    // it came with
+    let fmt = Command::new("cargo")
+        .args(["fmt", "-p", "audit-log", "--check"])
+        .current_dir(&copy)
+        .output()
+        .expect("cargo fmt runs");
+    assert!(fmt.status.success(), "{}", text(&fmt.stdout));
     let target = root.join("target");
     cargo(&copy, &target, &["build", "-p", "audit-log", "--bins"]);
     cargo(&copy, &target, &["test", "-p", "audit-log"]);
