@@ -87,6 +87,29 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
+/// The task ids the consumer logged as handled, from its own log files in `logs`.
+fn handled(logs: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(logs)
+        .expect("logs")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("audit-log"))
+        .flat_map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("audit-log: event handled"))
+                .filter_map(|l| {
+                    let v: Value = serde_json::from_str(l).ok()?;
+                    let fields = v.get("fields").unwrap_or(&v);
+                    fields["task_id"].as_str().map(str::to_owned)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
 fn attribute(value: &str) -> MessageAttributeValue {
     MessageAttributeValue::builder()
         .data_type("String")
@@ -287,25 +310,8 @@ async fn a_consumer_added_with_one_command_is_fed_watched_alarmed_and_replayable
     }
 
     // What the consumer itself logged: the three orders, once each, nothing else.
-    let mut handled: Vec<String> = std::fs::read_dir(&logs)
-        .expect("logs")
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("audit-log"))
-        .flat_map(|e| {
-            std::fs::read_to_string(e.path())
-                .unwrap_or_default()
-                .lines()
-                .filter(|l| l.contains("audit-log: event handled"))
-                .filter_map(|l| {
-                    let v: Value = serde_json::from_str(l).ok()?;
-                    let fields = v.get("fields").unwrap_or(&v);
-                    fields["task_id"].as_str().map(str::to_owned)
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    handled.sort();
-    assert_eq!(handled, ["o-1", "o-2", "o-3"]);
+    let handled_here = handled(&logs);
+    assert_eq!(handled_here, ["o-1", "o-2", "o-3"]);
 
     // The ledger: the monitor registered the orders for it (not the refunds), and each ended
     // as it should.
@@ -379,5 +385,36 @@ async fn a_consumer_added_with_one_command_is_fed_watched_alarmed_and_replayable
     assert_eq!(replayed["moved"], 1, "{replayed:#}");
 
     p.down().await;
+
+    // AND the README's next step, `mailroom local demo`, runs the application with it: every
+    // order of the demo reaches it once, and the demo's own checks pass.
+    let demo_stack = format!("newd-{}", std::process::id());
+    let demo_logs = root.join("target/local-logs").join(&demo_stack);
+    let demo = Command::new(env!("CARGO_BIN_EXE_mailroom"))
+        .args([
+            "local",
+            "demo",
+            "--events",
+            "40",
+            "--json",
+            "--stack",
+            &demo_stack,
+        ])
+        .arg("--bin-dir")
+        .arg(target.join("debug"))
+        .arg("--log-dir")
+        .arg(&demo_logs)
+        .current_dir(&copy)
+        .env_remove("MAILROOM_ENDPOINT_URL")
+        .output()
+        .expect("mailroom runs");
+    assert!(demo.status.success(), "{}", text(&demo.stderr));
+    let summary: Value = serde_json::from_slice(&demo.stdout).expect("the demo's summary");
+    assert_eq!(summary["lost"], 0, "{summary:#}");
+    let ids = handled(&demo_logs);
+    let distinct: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), 40, "{ids:?}");
+    assert_eq!(ids.len(), 40, "each order handled once: {ids:?}");
+
     let _ = std::fs::remove_dir_all(&copy);
 }
