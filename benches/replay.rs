@@ -1,12 +1,14 @@
 //! DLQ replay throughput and SQS calls per message, against the emulator.
 //!
-//! `cargo bench --bench replay` loads 10,000 messages into a DLQ on a local moto server and
-//! 10,000 into a second one. Mailroom's replay (batched receive, send and delete, the next batch
-//! received while the last is sent) moves the first DLQ's messages, counting every SQS call
-//! through a counting wrapper around the port; a one-at-a-time replayer (receive 1, send 1,
-//! delete 1, written here as the baseline) moves the second's. They take turns, a tenth of the
-//! messages each (a replay run with `max_messages`, then the baseline), so both drain a queue of
-//! the same depth and a shared machine's drifting speed falls on both alike. It prints messages
+//! `cargo bench --bench replay` loads 10,000 messages into DLQs on a local moto server, behind
+//! the test bed's proxy adding 10 ms to every call (`MAILROOM_BENCH_LATENCY_MS`; SQS answers
+//! in about 5 to 20 ms, loopback in well under one), and 10,000 more for the baseline.
+//! Mailroom's replay (batched receive, send and delete, several pipelines at once, each
+//! receiving its next batch while it sends the last) moves its DLQs' messages, counting every
+//! SQS call through a counting wrapper around the port; a one-at-a-time replayer (receive 1,
+//! send 1, delete 1, written here as the baseline) moves the others'. They take turns, a tenth
+//! of the messages each (one DLQ per round and side), so a shared machine's drifting speed
+//! falls on both alike. It prints messages
 //! per second, calls per message, and the throughput ratio (total and per round). Targets:
 //! <= 0.32 calls a message, >= 8x the baseline. `MAILROOM_BENCH_MESSAGES` and
 //! `MAILROOM_BENCH_ROUNDS` change the counts; under `cargo test` it runs 50 in 2 rounds.
@@ -15,11 +17,12 @@
 //! the queue's depth unless `src/local/moto_server.py` removes those scans; run with
 //! `MAILROOM_MOTO_STOCK_SQS=1` (and smaller counts) to measure moto's own code.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use mailroom_lambda::SqsQueues;
 use mailroom_local as local;
+use mailroom_local::faults::FaultPlan;
 use mailroom_ops::replay::Instrumented;
 use mailroom_ops::replay::{Allowlist, ReplayRequest, replay};
 
@@ -109,47 +112,62 @@ fn per_message(calls: usize, n: usize) -> f64 {
 #[tokio::main]
 async fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
-    let (n, rounds) = if quick {
-        (50, 2)
+    let (n, rounds, latency_ms) = if quick {
+        (50, 2, 0)
     } else {
         (
             setting("MAILROOM_BENCH_MESSAGES", 10_000),
             setting("MAILROOM_BENCH_ROUNDS", 10).max(1),
+            setting("MAILROOM_BENCH_LATENCY_MS", 10),
         )
     };
-    let endpoint = mailroom_local::testbed::endpoint();
-    let config = local::emulator_config(endpoint).await;
+    // Every call through the test bed's proxy, `latency_ms` later: SQS is not on loopback.
+    let proxy = mailroom_local::faults::FaultyEndpoint::start(
+        mailroom_local::testbed::endpoint(),
+        FaultPlan::latency(Duration::from_millis(
+            u64::try_from(latency_ms).unwrap_or(0),
+        )),
+        0,
+    )
+    .await
+    .expect("the latency proxy");
+    let config = local::emulator_config(proxy.endpoint()).await;
     let sqs = aws_sdk_sqs::Client::new(&config);
 
-    let (dlq, target) = (
-        create(&sqs, "bench-dlq").await,
+    // One DLQ per round and side, each with that round's share: a replay run drains its DLQ
+    // (with its pipelines at once), then the baseline drains its own.
+    let (target, btarget) = (
         create(&sqs, "bench-target").await,
-    );
-    let (bdlq, btarget) = (
-        create(&sqs, "baseline-dlq").await,
         create(&sqs, "baseline-target").await,
     );
-    fill(&sqs, &dlq, n).await;
-    fill(&sqs, &bdlq, n).await;
+    let mut dlqs = Vec::new();
+    for round in 0..rounds {
+        let share = n / rounds + usize::from(round < n % rounds);
+        let (dlq, bdlq) = (
+            create(&sqs, &format!("bench-dlq-{round}")).await,
+            create(&sqs, &format!("baseline-dlq-{round}")).await,
+        );
+        fill(&sqs, &dlq, share).await;
+        fill(&sqs, &bdlq, share).await;
+        dlqs.push((share, dlq, bdlq));
+    }
     let port = Instrumented::new(SqsQueues::new(sqs.clone()));
-    let mut request = ReplayRequest::new(dlq.parse().expect("url"));
-    request.target = Some(target.parse().expect("url"));
-    let allow = Allowlist::new([dlq.clone(), target.clone()]);
 
     let (mut took, mut baseline_took, mut baseline_calls) = (0.0, 0.0, 0);
     let mut ratios = Vec::new();
-    for round in 0..rounds {
-        let share = n / rounds + usize::from(round < n % rounds);
-        request.max_messages = Some(share);
+    for (share, dlq, bdlq) in &dlqs {
+        let mut request = ReplayRequest::new(dlq.parse().expect("url"));
+        request.target = Some(target.parse().expect("url"));
+        let allow = Allowlist::new([dlq.clone(), target.clone()]);
         let started = Instant::now();
         let report = replay(&port, &allow, &request).await.expect("replay");
         let replay_secs = started.elapsed().as_secs_f64();
-        assert_eq!(report.moved, share, "{report:?}");
+        assert_eq!(report.moved, *share, "{report:?}");
 
         let started = Instant::now();
-        let (moved, calls) = one_at_a_time(&sqs, &bdlq, &btarget, share).await;
+        let (moved, calls) = one_at_a_time(&sqs, bdlq, &btarget, *share).await;
         let one_secs = started.elapsed().as_secs_f64();
-        assert_eq!(moved, share);
+        assert_eq!(moved, *share);
 
         took += replay_secs;
         baseline_took += one_secs;
@@ -175,7 +193,10 @@ async fn main() {
     } else {
         "moto without its per-message queue scans"
     };
-    println!("emulator: {emulator}; {n} messages each, in {rounds} alternating rounds");
+    println!(
+        "emulator: {emulator}, {latency_ms} ms added to every call; {n} messages each, in {rounds} alternating rounds; {} pipelines",
+        ReplayRequest::new(target.parse().expect("url")).pipelines
+    );
     println!(
         "replay: {:.0} msg/s, {calls} SQS calls = {:.3} calls/message (target <= 0.32)",
         per(n, took),

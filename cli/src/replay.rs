@@ -61,6 +61,10 @@ pub(crate) struct Args {
     /// Stop cleanly after this many seconds.
     #[arg(long, value_name = "SECS")]
     time_budget: Option<u64>,
+    /// Receive, send and delete pipelines at once on a standard DLQ without `--max` (1 to
+    /// 16); the rate limit is shared between them.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=16))]
+    pipelines: u8,
     /// Report what would move; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -108,6 +112,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     request.max_messages = args.max;
     request.dry_run = args.dry_run;
     request.rate_per_sec = args.rate;
+    request.pipelines = usize::from(args.pipelines);
     request.max_replays = args.max_replays;
     request.time_budget = args.time_budget.map(Duration::from_secs);
     request.backoff = args

@@ -273,9 +273,12 @@ async fn a_receive_failing_midway_ends_the_run_with_its_report_and_loses_nothing
     let all = dead_letters(&bed, &dlq, 35).await;
     let allowed = allow(&[&queue, &dlq]);
     let port = Instrumented::new(SqsQueues::new(bed.sqs.clone())).failing_receive(3);
+    // One pipeline: the sequence of receives above is one pipeline's.
+    let mut request = ReplayRequest::new(dlq.url.clone());
+    request.pipelines = 1;
 
     // WHEN a run meets the fault
-    let first = replay(&port, &allowed, &ReplayRequest::new(dlq.url.clone()))
+    let first = replay(&port, &allowed, &request)
         .await
         .expect("a report, not an error: two batches had moved");
 
@@ -305,6 +308,47 @@ async fn a_receive_failing_midway_ends_the_run_with_its_report_and_loses_nothing
 }
 
 #[tokio::test]
+async fn pipelines_at_once_move_everything_once_and_a_failing_one_loses_nothing() {
+    // GIVEN 200 dead letters, and a port whose fifth receive fails (in one of four pipelines)
+    let bed = TestBed::new().await;
+    let (queue, dlq) = bed.queue_with_dlq("replay-pipes", 3, 30).await;
+    let all = dead_letters(&bed, &dlq, 200).await;
+    let allowed = allow(&[&queue, &dlq]);
+    let port = Instrumented::new(SqsQueues::new(bed.sqs.clone())).failing_receive(5);
+    let mut request = ReplayRequest::new(dlq.url.clone());
+    request.pipelines = 4;
+
+    // WHEN a run meets the fault
+    let first = replay(&port, &allowed, &request)
+        .await
+        .expect("a report: other pipelines had moved messages");
+
+    // THEN the report adds up the pipelines, says why one stopped, and every message is in
+    // exactly one of the two queues
+    assert!(first.stopped_by_error.is_some(), "{first:?}");
+    assert!(first.moved > 0, "{first:?}");
+    assert_eq!(first.examined, first.moved, "{first:?}");
+    assert_eq!(
+        bed.depth(&queue).await,
+        (u64::try_from(first.moved).expect("fits"), 0)
+    );
+    assert_eq!(
+        bed.depth(&dlq).await.0,
+        200 - u64::try_from(first.moved).expect("fits")
+    );
+
+    // AND a re-run with four pipelines moves the rest, each message once
+    let second = replay(&port, &allowed, &request).await.expect("replay");
+    assert_eq!(second.stopped_by_error, None, "{second:?}");
+    assert_eq!(first.moved + second.moved, 200, "{second:?}");
+    assert_eq!(second.duplicated, 0);
+    assert_eq!(bed.depth(&dlq).await, (0, 0));
+    let back = bed.drain_visible(&queue, 250).await;
+    assert_eq!(back.len(), 200, "each message back once");
+    assert_eq!(bodies(&back), all);
+}
+
+#[tokio::test]
 async fn a_run_stopped_by_its_budget_puts_back_the_batch_it_received_ahead() {
     // GIVEN 30 dead letters and a run limited to 10 messages a second with a 0.5 s budget
     let bed = TestBed::new().await;
@@ -313,6 +357,7 @@ async fn a_run_stopped_by_its_budget_puts_back_the_batch_it_received_ahead() {
     let mut request = ReplayRequest::new(dlq.url.clone());
     request.rate_per_sec = Some(10.0);
     request.time_budget = Some(std::time::Duration::from_millis(500));
+    request.pipelines = 1;
 
     // WHEN it runs: the first batch's send waits for the rate until 1 s, while the next batch
     // is received ahead
@@ -381,4 +426,45 @@ async fn replay_marks_the_ledger_replayed_and_parked_with_the_reason() {
         tired.last_error.as_deref(),
         Some("replayed 3 times, the maximum is 3")
     );
+}
+
+#[tokio::test]
+async fn a_receive_whose_answer_was_lost_hides_its_batch_only_for_the_hold() {
+    // GIVEN 30 dead letters, and a proxy that drops the answer of the first ReceiveMessage
+    // after SQS acted on it (its ten messages are now hidden, and no report can know)
+    let bed = TestBed::new().await;
+    let (queue, dlq) = bed.queue_with_dlq("replay-lost", 3, 30).await;
+    let all = dead_letters(&bed, &dlq, 30).await;
+    let proxy = mailroom_local::faults::FaultyEndpoint::start(
+        crate::helpers::endpoint(),
+        mailroom_local::faults::FaultPlan::only(mailroom_local::faults::FaultKind::ResetAfter, 1),
+        7,
+    )
+    .await
+    .expect("proxy");
+    let sqs = aws_sdk_sqs::Client::new(&mailroom_local::emulator_config(proxy.endpoint()).await);
+    let port = SqsQueues::new(sqs);
+    let mut request = ReplayRequest::new(dlq.url.clone());
+    request.target = Some(queue.url.clone());
+    request.hold = Some(std::time::Duration::from_secs(2));
+    let allowed = allow(&[&queue, &dlq]);
+
+    // WHEN a run meets it (the SDK's retry of the receive gets the next batch)
+    let first = replay(&port, &allowed, &request).await.expect("replay");
+
+    // THEN the run moved the rest and ended clean, the lost batch in flight in the DLQ
+    assert_eq!(proxy.counts().snapshot().3, 1, "one answer lost");
+    assert_eq!(
+        (first.moved, first.stopped_by_error.as_deref()),
+        (20, None),
+        "{first:?}"
+    );
+    assert_eq!(bed.depth(&dlq).await, (0, 10));
+
+    // AND after the hold, the same request moves them: none lost
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let second = replay(&port, &allowed, &request).await.expect("replay");
+    assert_eq!(second.moved, 10, "{second:?}");
+    assert_eq!(bed.depth(&dlq).await, (0, 0));
+    assert_eq!(bodies(&bed.drain_visible(&queue, 40).await), all);
 }

@@ -29,6 +29,9 @@ pub struct FaultPlan {
     pub reset_after: f64,
     /// How many faults in all, after which every request passes (`u64::MAX`: no end).
     pub budget: u64,
+    /// Added to every request before it is forwarded: a network and a service farther away
+    /// than loopback (SQS answers in about 5 to 20 ms).
+    pub latency: std::time::Duration,
 }
 
 impl FaultPlan {
@@ -41,6 +44,15 @@ impl FaultPlan {
             reset_before: rate * 0.4,
             reset_after: rate * 0.2,
             budget: u64::MAX,
+            latency: std::time::Duration::ZERO,
+        }
+    }
+
+    /// No faults: `latency` added to every request.
+    pub fn latency(latency: std::time::Duration) -> Self {
+        Self {
+            latency,
+            ..Self::mix(0.0)
         }
     }
 
@@ -52,6 +64,7 @@ impl FaultPlan {
             reset_before: on(FaultKind::ResetBefore),
             reset_after: on(FaultKind::ResetAfter),
             budget,
+            latency: std::time::Duration::ZERO,
         }
     }
 }
@@ -253,6 +266,14 @@ impl Shared {
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Reset> {
+        let latency = self
+            .plan
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
         // Moto's own API (reset, state) is the test bed's, not a client's: never faulted.
         let fault = if req.uri().path().starts_with("/moto-api") {
             Fault::None

@@ -8,8 +8,11 @@
 //! Messages the run looked at but did not move are made visible again when it ends.
 //!
 //! Three SQS calls move ten messages (receive, send batch, delete batch): 0.3 calls a message.
+//! On a standard DLQ without a maximum, several such pipelines run at once (four by default),
+//! sharing the rate limit and the set of messages seen, so no message is counted twice; a
+//! FIFO DLQ, or a run with a maximum, has one.
 //!
-//! Why the run loop stays in one file of about 420 lines: receive-ahead, delivery, the deletes
+//! Why the run loop stays in one file of about 500 lines: receive-ahead, delivery, the deletes
 //! after confirmed sends and the releases at the end are one state machine over one run's
 //! handles; the port, the allowlist, the plan per message and the ledger marks are beside it.
 
@@ -73,6 +76,14 @@ pub struct ReplayRequest {
     pub backoff: Option<BackoffPolicy>,
     /// Where to record each move (`REPLAYED`) and park (`PARKED`, with the reason).
     pub ledger: Option<LedgerMark>,
+    /// How long a message looked at and not moved stays hidden from other readers (default:
+    /// the time budget plus a minute, or 5 minutes). A receive whose answer was lost on the
+    /// way hides its messages this long too, so a shorter hold brings them back sooner.
+    pub hold: Option<Duration>,
+    /// Receive, send and delete pipelines run at once on a standard DLQ without
+    /// `max_messages` (default 4); a FIFO DLQ, or a run with a maximum, has one. The rate
+    /// limit is shared between them.
+    pub pipelines: usize,
 }
 
 impl ReplayRequest {
@@ -90,6 +101,8 @@ impl ReplayRequest {
             max_replays: 3,
             backoff: None,
             ledger: None,
+            hold: None,
+            pipelines: 4,
         }
     }
 }
@@ -138,7 +151,7 @@ pub async fn replay_with_progress<P: ReplayPort>(
     port: &P,
     allowlist: &Allowlist,
     request: &ReplayRequest,
-    mut progress: impl FnMut(&ReplayReport),
+    progress: impl FnMut(&ReplayReport),
 ) -> Result<ReplayReport, ReplayError> {
     let started = Instant::now();
     allowlist.check(&request.source)?;
@@ -161,18 +174,88 @@ pub async fn replay_with_progress<P: ReplayPort>(
     if let Some(p) = &request.parking_lot {
         allowlist.check(p)?;
     }
+    let pipelines = if request.source.as_str().ends_with(".fifo") || request.max_messages.is_some()
+    {
+        1
+    } else {
+        request.pipelines.max(1)
+    };
+    let mut share = request.clone();
+    share.rate_per_sec = request
+        .rate_per_sec
+        .map(|r| r / f64::from(u32::try_from(pipelines).unwrap_or(u32::MAX)));
+    let seen = std::sync::Mutex::new(HashSet::new());
+    let sofar = std::sync::Mutex::new((vec![ReplayReport::default(); pipelines], progress));
+    let (share, target, seen, sofar) = (&share, &target, &seen, &sofar);
+    let runs = (0..pipelines).map(|i| {
+        pipeline(
+            port,
+            share,
+            target,
+            started,
+            seen,
+            move |r: &ReplayReport| {
+                let mut guard = sofar
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let (reports, progress) = &mut *guard;
+                reports[i] = r.clone();
+                progress(&ReplayReport::merged(reports.iter()));
+            },
+        )
+    });
+    let results = futures_util::future::join_all(runs).await;
+    let looked_at: usize = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|r| r.examined)
+        .sum();
+    let mut reports = Vec::with_capacity(results.len());
+    for result in results {
+        match result {
+            Ok(r) => reports.push(r),
+            // Nothing was looked at anywhere: the run never started.
+            Err(e) if looked_at == 0 => return Err(e),
+            Err(ReplayError::Sqs(e)) => {
+                let mut r = ReplayReport::default();
+                r.stop_on_error(&e);
+                reports.push(r);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut report = ReplayReport::merged(reports.iter());
+    report.dry_run = request.dry_run;
+    report.source = request.source.as_str().to_owned();
+    report.target = target.as_str().to_owned();
+    report.finish(started.elapsed());
+    Ok(report)
+}
+
+/// One receive, send and delete pipeline of a run: the run's state machine over its own
+/// handles, with the message ids seen in the whole run shared, so no message is counted twice.
+async fn pipeline<P: ReplayPort>(
+    port: &P,
+    request: &ReplayRequest,
+    target: &QueueUrl,
+    started: Instant,
+    seen: &std::sync::Mutex<HashSet<String>>,
+    mut progress: impl FnMut(&ReplayReport),
+) -> Result<ReplayReport, ReplayError> {
     let fifo = target.as_str().ends_with(".fifo");
-    let mut report = ReplayReport::new(request.dry_run, &request.source, &target);
+    let mut report = ReplayReport::new(request.dry_run, &request.source, target);
     let mut rng = fastrand::Rng::new();
     // Everything looked at and not moved stays hidden until the run ends, so one run never
     // counts a message twice; then it is made visible again at once.
-    let hold_secs = request
-        .time_budget
-        .map_or(300, |b| b.as_secs().saturating_add(60))
-        .min(43_000);
+    let hold_secs = match request.hold {
+        Some(hold) => hold.as_secs().max(1),
+        None => request
+            .time_budget
+            .map_or(300, |b| b.as_secs().saturating_add(60)),
+    }
+    .min(43_000);
     let hold_secs = u32::try_from(hold_secs).unwrap_or(43_000);
     let mut release: Vec<(String, String)> = Vec::new();
-    let mut seen = HashSet::new();
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
@@ -214,7 +297,11 @@ pub async fn replay_with_progress<P: ReplayPort>(
         }
         let mut sends: Vec<(OutgoingMessage, DeadLetter, bool)> = Vec::new();
         for m in batch {
-            if !seen.insert(m.message_id.clone()) {
+            if !seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(m.message_id.clone())
+            {
                 // Received again within this run (a hold expired): leave it for the next run,
                 // released with this newest handle, the only one SQS still honours.
                 release.push((m.message_id.clone(), m.receipt_handle.clone()));
@@ -269,7 +356,7 @@ pub async fn replay_with_progress<P: ReplayPort>(
         let deliver = deliver(
             port,
             request,
-            &target,
+            target,
             sends,
             started,
             &mut sent_total,
@@ -326,7 +413,6 @@ pub async fn replay_with_progress<P: ReplayPort>(
             }
         }
     }
-    report.finish(started.elapsed());
     Ok(report)
 }
 

@@ -118,6 +118,39 @@ impl ReplayReport {
         self.stopped_by_error = Some(e.to_string());
     }
 
+    /// The sum of `reports` (the pipelines of one run): counts added, samples kept up to
+    /// their limits, the first error kept.
+    pub(crate) fn merged<'a>(reports: impl Iterator<Item = &'a Self>) -> Self {
+        let mut out = Self::default();
+        for r in reports {
+            out.dry_run |= r.dry_run;
+            if out.source.is_empty() {
+                out.source.clone_from(&r.source);
+                out.target.clone_from(&r.target);
+            }
+            out.examined += r.examined;
+            out.moved += r.moved;
+            out.parked += r.parked;
+            out.would_move += r.would_move;
+            out.would_park += r.would_park;
+            out.skipped += r.skipped;
+            out.failed += r.failed;
+            out.duplicated += r.duplicated;
+            for (reason, n) in &r.by_reason {
+                *out.by_reason.entry(reason.clone()).or_default() += n;
+            }
+            let room = (SAMPLES * 4).saturating_sub(out.failures.len());
+            out.failures.extend(r.failures.iter().take(room).cloned());
+            let room = SAMPLES.saturating_sub(out.samples.len());
+            out.samples.extend(r.samples.iter().take(room).cloned());
+            out.stopped_by_budget |= r.stopped_by_budget;
+            if out.stopped_by_error.is_none() {
+                out.stopped_by_error.clone_from(&r.stopped_by_error);
+            }
+        }
+        out
+    }
+
     pub(crate) fn finish(&mut self, took: Duration) {
         self.duration_ms = took.as_millis();
         tracing::info!(report = %serde_json::to_string(self).unwrap_or_default(), "replay done");

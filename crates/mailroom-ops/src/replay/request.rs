@@ -46,6 +46,13 @@ pub struct RequestJson {
     /// Delay re-sent messages: `{"base_secs": 2, "max_secs": 900}`.
     #[serde(default)]
     pub backoff: Option<BackoffJson>,
+    /// How long messages looked at and not moved stay hidden, in seconds (default: the time
+    /// budget plus a minute).
+    #[serde(default)]
+    pub hold_secs: Option<u64>,
+    /// Pipelines at once on a standard DLQ without `max_messages` (default 4, at most 16).
+    #[serde(default)]
+    pub pipelines: Option<usize>,
 }
 
 /// The filter as JSON.
@@ -103,6 +110,14 @@ impl RequestJson {
         r.max_messages = self.max_messages;
         r.dry_run = self.dry_run;
         r.rate_per_sec = self.rate_per_sec;
+        r.hold = self.hold_secs.map(Duration::from_secs);
+        match self.pipelines {
+            Some(n) if !(1..=16).contains(&n) => {
+                return Err(format!("pipelines: {n} is not from 1 to 16"));
+            }
+            Some(n) => r.pipelines = n,
+            None => {}
+        }
         if let Some(m) = self.max_replays {
             r.max_replays = m;
         }
