@@ -8,7 +8,7 @@
 //! SQS call through a counting wrapper around the port; a one-at-a-time replayer (receive 1,
 //! send 1, delete 1, written here as the baseline) moves the others'. They take turns, a tenth
 //! of the messages each (one DLQ per round and side), so a shared machine's drifting speed
-//! falls on both alike. It prints messages
+//! falls on both alike. `MAILROOM_BENCH_PIPELINES` sets the replay's pipelines (default 4). It prints messages
 //! per second, calls per message, and the throughput ratio (total and per round). Targets:
 //! <= 0.32 calls a message, >= 8x the baseline. `MAILROOM_BENCH_MESSAGES` and
 //! `MAILROOM_BENCH_ROUNDS` change the counts; under `cargo test` it runs 50 in 2 rounds.
@@ -152,12 +152,14 @@ async fn main() {
         dlqs.push((share, dlq, bdlq));
     }
     let port = Instrumented::new(SqsQueues::new(sqs.clone()));
+    let pipelines = setting("MAILROOM_BENCH_PIPELINES", 4);
 
     let (mut took, mut baseline_took, mut baseline_calls) = (0.0, 0.0, 0);
     let mut ratios = Vec::new();
     for (share, dlq, bdlq) in &dlqs {
         let mut request = ReplayRequest::new(dlq.parse().expect("url"));
         request.target = Some(target.parse().expect("url"));
+        request.pipelines = pipelines;
         let allow = Allowlist::new([dlq.clone(), target.clone()]);
         let started = Instant::now();
         let report = replay(&port, &allow, &request).await.expect("replay");
@@ -194,8 +196,7 @@ async fn main() {
         "moto without its per-message queue scans"
     };
     println!(
-        "emulator: {emulator}, {latency_ms} ms added to every call; {n} messages each, in {rounds} alternating rounds; {} pipelines",
-        ReplayRequest::new(target.parse().expect("url")).pipelines
+        "emulator: {emulator}, {latency_ms} ms added to every call; {n} messages each, in {rounds} alternating rounds; {pipelines} pipelines (MAILROOM_BENCH_PIPELINES)"
     );
     println!(
         "replay: {:.0} msg/s, {calls} SQS calls = {:.3} calls/message (target <= 0.32)",
