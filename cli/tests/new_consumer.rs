@@ -215,7 +215,13 @@ async fn a_consumer_added_with_one_command_is_fed_watched_alarmed_and_replayable
         .output()
         .expect("cargo fmt runs");
     assert!(fmt.status.success(), "{}", text(&fmt.stdout));
-    let target = root.join("target");
+    // The target directory this test binary was built in (CARGO_TARGET_DIR or not), whose
+    // `debug/` holds the function binaries the pipeline runs.
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_mailroom"))
+        .parent()
+        .expect("a profile directory")
+        .to_path_buf();
+    let target = bin_dir.parent().expect("a target directory").to_path_buf();
     cargo(&copy, &target, &["build", "-p", "audit-log", "--bins"]);
     cargo(&copy, &target, &["test", "-p", "audit-log"]);
 
@@ -231,7 +237,7 @@ async fn a_consumer_added_with_one_command_is_fed_watched_alarmed_and_replayable
     };
     let options = Options {
         root: copy.clone(),
-        bin_dir: target.join("debug"),
+        bin_dir: bin_dir.clone(),
         stack: stack.clone(),
         parameters: std::collections::HashMap::new(),
         env: BTreeMap::from([(
@@ -401,7 +407,7 @@ async fn a_consumer_added_with_one_command_is_fed_watched_alarmed_and_replayable
             &demo_stack,
         ])
         .arg("--bin-dir")
-        .arg(target.join("debug"))
+        .arg(&bin_dir)
         .arg("--log-dir")
         .arg(&demo_logs)
         .current_dir(&copy)
