@@ -106,6 +106,8 @@ pub struct Watched {
     monitor: Monitor,
     base: MonitorConfig,
     discovery: Option<Discovery>,
+    /// The consumers the monitor's configuration was last built from.
+    applied: Option<Vec<mailroom_ops::discovery::Consumer>>,
 }
 
 impl Watched {
@@ -115,6 +117,7 @@ impl Watched {
             base: monitor.config().clone(),
             monitor,
             discovery,
+            applied: None,
         }
     }
 
@@ -126,7 +129,12 @@ impl Watched {
     pub async fn current(&mut self) -> Result<&Monitor, Error> {
         if let Some(discovery) = self.discovery.as_mut() {
             let found = discovery.consumers().await?;
-            self.monitor.set_config(self.base.with_discovered(found));
+            // Rebuilt only when discovery found something new (its warnings once, not per
+            // invocation).
+            if self.applied.as_deref() != Some(found) {
+                self.monitor.set_config(self.base.with_discovered(found));
+                self.applied = Some(found.to_vec());
+            }
         }
         Ok(&self.monitor)
     }

@@ -72,6 +72,8 @@ impl Drop for Router {
 async fn serve(listener: tokio::net::TcpListener, upstreams: Arc<Route>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors, say: try again shortly rather than spin.
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             continue;
         };
         let upstreams = upstreams.clone();
