@@ -301,13 +301,9 @@ async fn a_consumer_added_with_one_command_is_fed_watched_alarmed_and_replayable
     let (dlq_url, _) = p.provisioned.queues["AuditLogDLQ"].clone();
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let (queue, _) = p.depth("AuditLogQueue").await;
-        let (monitor, _) = p.depth("MonitorQueue").await;
+        let (queue, q_flight) = p.depth("AuditLogQueue").await;
+        let (monitor, m_flight) = p.depth("MonitorQueue").await;
         let (dead, _) = p.depth("AuditLogDLQ").await;
-        let (q_flight, m_flight) = (
-            p.depth("AuditLogQueue").await.1,
-            p.depth("MonitorQueue").await.1,
-        );
         if queue + monitor + q_flight + m_flight == 0 && dead == 1 {
             break;
         }

@@ -36,7 +36,7 @@ impl Router {
         upstreams: Upstreams,
     ) -> std::io::Result<Self> {
         listener.set_nonblocking(true)?;
-        let upstreams = Arc::new(Route {
+        let route = Arc::new(Route {
             upstreams,
             client: proxy::client()?,
         });
@@ -52,7 +52,7 @@ impl Router {
                         return;
                     };
                     tokio::select! {
-                        () = serve(listener, upstreams) => {}
+                        () = serve(listener, route) => {}
                         _ = stopped => {}
                     }
                 });
@@ -69,18 +69,18 @@ impl Drop for Router {
     }
 }
 
-async fn serve(listener: tokio::net::TcpListener, upstreams: Arc<Route>) {
+async fn serve(listener: tokio::net::TcpListener, route: Arc<Route>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             // Out of file descriptors, say: try again shortly rather than spin.
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             continue;
         };
-        let upstreams = upstreams.clone();
+        let route = route.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let upstreams = upstreams.clone();
-                async move { Ok::<_, std::convert::Infallible>(upstreams.route(req).await) }
+                let route = route.clone();
+                async move { Ok::<_, std::convert::Infallible>(route.route(req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
