@@ -7,14 +7,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" SAM_CLI_TELEMETRY=0 AWS_REGION="${AWS_REGION:-us-east-1}"
 
-echo "template: sam validate --lint"
-sam validate --lint --template template.yaml --region "$AWS_REGION"
+# The application and the reusable consumer definition its consumers are nested from.
+for t in template.yaml templates/consumer.yaml; do
+  echo "template: sam validate --lint $t"
+  sam validate --lint --template "$t" --region "$AWS_REGION"
+done
 echo "template: cfn-lint"
-cfn-lint template.yaml
+cfn-lint template.yaml templates/consumer.yaml
 echo "template: checkov"
-.venv-checkov/bin/checkov --file template.yaml --framework cloudformation --skip-download \
-  --quiet --compact --output cli
+.venv-checkov/bin/checkov --file template.yaml --file templates/consumer.yaml \
+  --framework cloudformation --skip-download --quiet --compact --output cli
 if [ "${MAILROOM_SAM_BUILD:-0}" = 1 ]; then
   echo "template: sam build (arm64, cargo-lambda + zig)"
+  # Installed once here: cargo-lambda would install it itself, once per function, in parallel.
+  rustup target add aarch64-unknown-linux-gnu
   sam build --beta-features --template template.yaml
 fi

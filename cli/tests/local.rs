@@ -189,8 +189,8 @@ async fn two_thousand_events_at_5_percent_faults_all_succeed_once_after_the_dlq_
     for queue in [
         "e2e-notifier",
         "e2e-notifier-dlq",
-        "e2e-example",
-        "e2e-example-dlq",
+        "e2e-example-consumer",
+        "e2e-example-consumer-dlq",
         "e2e-parking-lot",
     ] {
         assert_eq!(depth(&bed, queue).await, (0, 0), "{queue} is not empty");
@@ -234,7 +234,7 @@ async fn two_thousand_events_at_5_percent_faults_all_succeed_once_after_the_dlq_
     // (A batch that outlives its visibility timeout on a loaded machine is delivered twice, so
     // a refused event can reach the DLQ twice: at least once, never lost, each copy replayed,
     // and the ledger's lease keeps the copies from being delivered twice.)
-    let dead = s["dead_lettered"]["NotifierDLQ"].as_u64().expect("count");
+    let dead = s["dead_lettered"]["Notifier/DLQ"].as_u64().expect("count");
     assert!(dead >= 200, "{dead}");
     assert_eq!(s["replayed"].as_u64(), Some(dead));
     assert!(
@@ -243,7 +243,7 @@ async fn two_thousand_events_at_5_percent_faults_all_succeed_once_after_the_dlq_
             .expect("n")
             >= 200
     );
-    assert_eq!(s["dead_lettered"]["ExampleDLQ"], 0);
+    assert_eq!(s["dead_lettered"]["Example/DLQ"], 0);
     // The example consumer panicked on 20 records (each retried alone) and its process was
     // killed mid-batch once (that whole batch failed and came back): all succeeded in the end.
     let example = &s["consumers"]["example-consumer"];

@@ -8,12 +8,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sns::types::MessageAttributeValue;
 use mailroom_local::pipeline::{Options, Pipeline};
 use serde_json::{Value, json};
+
+mod support;
+use support::{attribute, cargo, handled, mailroom, text};
 
 /// Every file git tracks under `root`, copied to `to`: a fresh checkout, without the target
 /// directory or the venvs.
@@ -36,35 +38,6 @@ fn copy_repository(root: &Path, to: &Path) {
     }
 }
 
-fn mailroom(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mailroom"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("mailroom runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// `cargo ARGS` in `dir`, offline, building into the checkout's own target directory so the
-/// dependencies are not built again.
-fn cargo(dir: &Path, target: &Path, args: &[&str]) {
-    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(args)
-        .arg("--offline")
-        .current_dir(dir)
-        .env("CARGO_TARGET_DIR", target)
-        .output()
-        .expect("cargo runs");
-    assert!(
-        out.status.success(),
-        "cargo {args:?} failed:\n{}",
-        text(&out.stderr)
-    );
-}
-
 /// Every file under `dir`, by path relative to it, with its contents.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
@@ -85,37 +58,6 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         }
     }
     out
-}
-
-/// The task ids the consumer logged as handled, from its own log files in `logs`.
-fn handled(logs: &Path) -> Vec<String> {
-    let mut ids: Vec<String> = std::fs::read_dir(logs)
-        .expect("logs")
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("audit-log"))
-        .flat_map(|e| {
-            std::fs::read_to_string(e.path())
-                .unwrap_or_default()
-                .lines()
-                .filter(|l| l.contains("audit-log: event handled"))
-                .filter_map(|l| {
-                    let v: Value = serde_json::from_str(l).ok()?;
-                    let fields = v.get("fields").unwrap_or(&v);
-                    fields["task_id"].as_str().map(str::to_owned)
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    ids.sort();
-    ids
-}
-
-fn attribute(value: &str) -> MessageAttributeValue {
-    MessageAttributeValue::builder()
-        .data_type("String")
-        .string_value(value)
-        .build()
-        .expect("attribute")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,6 +136,26 @@ async fn a_consumer_added_with_one_command_is_fed_watched_alarmed_and_replayable
         "nothing removed, four files added"
     );
 
+    // AND the consumer is one short block in template.yaml, nesting the consumer definition
+    let template = std::fs::read_to_string(copy.join("template.yaml")).expect("template");
+    let block: Vec<&str> = template
+        .lines()
+        .skip_while(|l| *l != "  AuditLog:")
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
+    assert!(
+        (5..=15).contains(&block.len()),
+        "a consumer's block is at most 15 lines: {block:#?}"
+    );
+    assert!(
+        block.contains(&"      Location: templates/consumer.yaml"),
+        "{block:#?}"
+    );
+    assert!(
+        block.contains(&r#"        FilterPolicy: '{"kind":["order.placed"]}'"#),
+        "{block:#?}"
+    );
+
     // AND the template stays clean for SAM's validator, cfn-lint and checkov
     let check = Command::new("bash")
         .arg(copy.join("scripts/check-template.sh"))
@@ -236,6 +198,7 @@ async fn a_consumer_added_with_one_command_is_fed_watched_alarmed_and_replayable
             .collect()
     };
     let options = Options {
+        template: None,
         root: copy.clone(),
         bin_dir: bin_dir.clone(),
         stack: stack.clone(),
@@ -251,7 +214,7 @@ async fn a_consumer_added_with_one_command_is_fed_watched_alarmed_and_replayable
         faults: None,
         only: Some(
             [
-                "AuditLogFunction",
+                "AuditLog/Function",
                 "TaskMonitorFunction",
                 "DlqReplayFunction",
             ]
@@ -298,12 +261,12 @@ async fn a_consumer_added_with_one_command_is_fed_watched_alarmed_and_replayable
             .await
             .expect("Publish");
     }
-    let (dlq_url, _) = p.provisioned.queues["AuditLogDLQ"].clone();
+    let (dlq_url, _) = p.provisioned.queues["AuditLog/DLQ"].clone();
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let (queue, q_flight) = p.depth("AuditLogQueue").await;
+        let (queue, q_flight) = p.depth("AuditLog/Queue").await;
         let (monitor, m_flight) = p.depth("MonitorQueue").await;
-        let (dead, _) = p.depth("AuditLogDLQ").await;
+        let (dead, _) = p.depth("AuditLog/DLQ").await;
         if queue + monitor + q_flight + m_flight == 0 && dead == 1 {
             break;
         }
@@ -312,7 +275,7 @@ async fn a_consumer_added_with_one_command_is_fed_watched_alarmed_and_replayable
     }
 
     // What the consumer itself logged: the three orders, once each, nothing else.
-    let handled_here = handled(&logs);
+    let handled_here = handled(&logs, "audit-log");
     assert_eq!(handled_here, ["o-1", "o-2", "o-3"]);
 
     // The ledger: the monitor registered the orders for it (not the refunds), and each ended
@@ -413,7 +376,7 @@ async fn a_consumer_added_with_one_command_is_fed_watched_alarmed_and_replayable
     assert!(demo.status.success(), "{}", text(&demo.stderr));
     let summary: Value = serde_json::from_slice(&demo.stdout).expect("the demo's summary");
     assert_eq!(summary["lost"], 0, "{summary:#}");
-    let ids = handled(&demo_logs);
+    let ids = handled(&demo_logs, "audit-log");
     let distinct: BTreeSet<&String> = ids.iter().collect();
     assert_eq!(distinct.len(), 40, "{ids:?}");
     assert_eq!(ids.len(), 40, "each order handled once: {ids:?}");

@@ -78,6 +78,12 @@ impl From<ConfigError> for lambda_runtime::Diagnostic {
     }
 }
 
+/// The consumer's own settings: a JSON object of strings, each read as a variable of that
+/// name unless the variable is set itself. The consumer definition (`templates/consumer.yaml`)
+/// passes a consumer's settings this way, since a nested template's environment cannot take
+/// a map from its parent.
+pub const SETTINGS: &str = "MAILROOM_SETTINGS";
+
 type Lookup<'a> = Box<dyn Fn(&str) -> Option<String> + Send + Sync + 'a>;
 
 /// Typed getters over a source of variables: the process environment, or a map in tests.
@@ -120,12 +126,60 @@ impl<'a> Env<'a> {
     /// The value exactly as set, empty included, for the few settings where empty means
     /// something of its own.
     pub fn raw(&self, variable: &str) -> Option<String> {
-        (self.get)(variable)
+        self.lookup(variable)
+    }
+
+    /// A variable as set, else as the consumer's settings ([`SETTINGS`]) give it.
+    fn lookup(&self, variable: &str) -> Option<String> {
+        (self.get)(variable).or_else(|| {
+            let settings = (self.get)(SETTINGS)?;
+            match serde_json::from_str::<serde_json::Value>(&settings)
+                .ok()?
+                .get(variable)?
+            {
+                serde_json::Value::String(s) => Some(s.clone()),
+                other if other.is_number() || other.is_boolean() => Some(other.to_string()),
+                _ => None,
+            }
+        })
+    }
+
+    /// Checks that [`SETTINGS`], when set, is a JSON object of strings (numbers and booleans
+    /// are read as their text), so a typo in a template fails the cold start, not one lookup.
+    ///
+    /// # Errors
+    /// When it is set and is anything else.
+    pub fn check_settings(&self) -> Result<(), ConfigError> {
+        let Some(text) = (self.get)(SETTINGS).filter(|t| !t.trim().is_empty()) else {
+            return Ok(());
+        };
+        let expected = "a JSON object of strings, such as {\"NOTIFIER_FORMAT\": \"json\"}";
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(serde_json::Value::Object(map)) => match map
+                .iter()
+                .find(|(_, v)| !(v.is_string() || v.is_number() || v.is_boolean()))
+            {
+                None => Ok(()),
+                Some((k, _)) => Err(ConfigError::invalid(
+                    SETTINGS,
+                    text.clone(),
+                    expected,
+                    Some(format!("`{k}` is not a string")),
+                )),
+            },
+            Ok(_) => Err(ConfigError::invalid(SETTINGS, text.clone(), expected, None)),
+            Err(e) => Err(ConfigError::invalid(
+                SETTINGS,
+                text.clone(),
+                expected,
+                Some(e.to_string()),
+            )),
+        }
     }
 
     /// The value, trimmed; `None` when unset or empty.
     pub fn string(&self, variable: &str) -> Option<String> {
-        (self.get)(variable)
+        self.lookup(variable)
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
     }
@@ -362,6 +416,39 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_are_read_as_variables_and_a_variable_set_itself_wins() {
+        let env = Env::from_pairs(&[
+            (
+                SETTINGS,
+                r#"{"NOTIFIER_FORMAT": "slack", "A": "from settings", "N": 3, "NESTED": {"x": 1}}"#,
+            ),
+            ("A", "set itself"),
+        ]);
+        assert_eq!(env.string("NOTIFIER_FORMAT").as_deref(), Some("slack"));
+        assert_eq!(env.string("A").as_deref(), Some("set itself"));
+        assert_eq!(env.number("N"), Ok(Some(3)));
+        assert_eq!(env.string("NESTED"), None);
+        assert_eq!(env.string("ABSENT"), None);
+        assert!(env.check_settings().is_err(), "a nested object is refused");
+        assert_eq!(
+            Env::from_pairs(&[(SETTINGS, "{}")]).check_settings(),
+            Ok(())
+        );
+        assert_eq!(Env::from_pairs(&[]).check_settings(), Ok(()));
+        let bad = Env::from_pairs(&[(SETTINGS, "{not json")]).check_settings();
+        let message = bad.expect_err("refused").to_string();
+        assert!(
+            message.starts_with("MAILROOM_SETTINGS=\"{not json\": expected a JSON object"),
+            "{message}"
+        );
+        assert!(
+            Env::from_pairs(&[(SETTINGS, "[1]")])
+                .check_settings()
+                .is_err()
+        );
+    }
 
     #[test]
     fn unset_and_empty_are_the_same_and_values_are_trimmed() {

@@ -82,6 +82,7 @@ impl EngineConfig {
     /// # Errors
     /// When a variable is set but does not parse.
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        env.check_settings()?;
         let d = Self::default();
         let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         let fifo_mode = match env.choice("MAILROOM_FIFO_MODE", &["skip-group", "stop-batch"])? {

@@ -30,8 +30,14 @@ async fn template_yaml_provisions_the_topology_and_describes_the_functions() {
         .expect("provisions");
 
     // THEN every queue exists with the template's redrive policy and visibility
-    let (notifier_url, notifier_arn) = p.queues["NotifierQueue"].clone();
+    let (notifier_url, notifier_arn) = p.queues["Notifier/Queue"].clone();
+    // (a consumer's queues are named STACK-NAME: templates/consumer.yaml)
     assert_eq!(notifier_url.name(), format!("{stack}-notifier"));
+    assert_eq!(
+        p.outputs["Notifier"]["QueueUrl"],
+        notifier_url.as_str(),
+        "the nested application's outputs resolve"
+    );
     let attrs = bed
         .sqs
         .get_queue_attributes()
@@ -47,7 +53,7 @@ async fn template_yaml_provisions_the_topology_and_describes_the_functions() {
         serde_json::from_str(&attrs[&QueueAttributeName::RedrivePolicy]).expect("JSON");
     assert_eq!(
         redrive["deadLetterTargetArn"],
-        p.queues["NotifierDLQ"].1.as_str()
+        p.queues["Notifier/DLQ"].1.as_str()
     );
     assert_eq!(
         redrive["maxReceiveCount"].to_string().trim_matches('"'),
@@ -66,11 +72,11 @@ async fn template_yaml_provisions_the_topology_and_describes_the_functions() {
         Queue { url, arn }
     };
     assert_eq!(
-        bed.drain_visible(&queue("NotifierQueue"), 10).await.len(),
+        bed.drain_visible(&queue("Notifier/Queue"), 10).await.len(),
         2
     );
     assert_eq!(bed.drain_visible(&queue("MonitorQueue"), 10).await.len(), 2);
-    let example = bed.drain_visible(&queue("ExampleQueue"), 10).await;
+    let example = bed.drain_visible(&queue("Example/Queue"), 10).await;
     assert_eq!(
         example.len(),
         1,
@@ -84,11 +90,24 @@ async fn template_yaml_provisions_the_topology_and_describes_the_functions() {
             .find(|f| f.logical_id == id)
             .unwrap_or_else(|| panic!("{id}"))
     };
-    let notifier = f("NotifierFunction");
+    let mut ids: Vec<&str> = p.functions.iter().map(|f| f.logical_id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        [
+            "DlqReplayFunction",
+            "Example/Function",
+            "IntakeFunction",
+            "Notifier/Function",
+            "TaskMonitorFunction"
+        ],
+        "each function once (a nested output's Ref to a function does not describe it twice)"
+    );
+    let notifier = f("Notifier/Function");
     assert_eq!(notifier.binary, "notifier");
     assert_eq!(
         notifier.environment["MAILROOM_DLQ_URL"],
-        p.queues["NotifierDLQ"].0.as_str()
+        p.queues["Notifier/DLQ"].0.as_str()
     );
     assert_eq!(
         notifier.environment["MAILROOM_LEDGER_TABLE"],
@@ -98,7 +117,21 @@ async fn template_yaml_provisions_the_topology_and_describes_the_functions() {
     assert_eq!(notifier.queues[0].arn, notifier_arn);
     assert_eq!(notifier.queues[0].batch_size, 10);
     assert!(notifier.queues[0].report_batch_item_failures);
-    assert_eq!(notifier.timeout_secs, 30, "from Globals");
+    assert_eq!(
+        notifier.timeout_secs, 30,
+        "the consumer definition's default"
+    );
+    // The notifier's own settings travel as MAILROOM_SETTINGS, read as its variables.
+    let notifier_env = notifier.environment.clone();
+    let env = mailroom_lambda::Env::from_lookup(move |k| notifier_env.get(k).cloned());
+    assert_eq!(env.check_settings(), Ok(()));
+    assert_eq!(env.string("NOTIFIER_FORMAT").as_deref(), Some("json"));
+    assert_eq!(
+        env.string("NOTIFIER_SIGNING_SECRET_PARAMETER").as_deref(),
+        Some("/mailroom/notifier/signing-secret")
+    );
+    assert_eq!(env.string("NOTIFIER_WEBHOOK_URL"), None, "empty by default");
+    assert_eq!(f("Example/Function").binary, "example-consumer");
     let monitor = f("TaskMonitorFunction");
     assert_eq!(monitor.schedules, vec!["rate(5 minutes)".to_owned()]);
     assert_eq!(monitor.timeout_secs, 60, "its own Timeout");
@@ -132,7 +165,7 @@ async fn template_yaml_provisions_the_topology_and_describes_the_functions() {
         vec![
             (
                 "example-consumer".to_owned(),
-                Some(format!("{stack}-example-dlq")),
+                Some(format!("{stack}-example-consumer-dlq")),
                 Some(r#"{"kind": ["order.placed"]}"#.to_owned())
             ),
             (

@@ -274,7 +274,7 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     if common.speed == 1 {
         common.speed = 60;
     }
-    let p = bring_up(&common, &webhook).await?;
+    let p = bring_up(&common, &webhook, None).await?;
     if !args.json {
         println!(
             "mailroom local demo: template.yaml on the AWS emulator, real function binaries under the Lambda Runtime Interface Emulator (speed ×{})",
@@ -312,7 +312,7 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         .filter(|_| intake_url(&p).is_some()),
         ..Summary::default()
     };
-    for dlq in ["NotifierDLQ", "ExampleDLQ"] {
+    for dlq in ["Notifier/DLQ", "Example/DLQ"] {
         let (v, f) = p.depth(dlq).await;
         summary.dead_lettered.insert(dlq.to_owned(), v + f);
     }
@@ -334,8 +334,8 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let dlq = &p
         .provisioned
         .queues
-        .get("NotifierDLQ")
-        .context("no NotifierDLQ")?
+        .get("Notifier/DLQ")
+        .context("no Notifier/DLQ")?
         .0;
     // A run stopped by an AWS error (possible with `--faults`) says so in its report; the
     // operator's next step is the same request again. A receive whose answer was lost on the
@@ -344,11 +344,11 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     // here, scaled by --speed) and replays again. The demo does either up to four times.
     let hold = (600 / u64::from(common.speed.max(1))).max(5);
     for _ in 0..5 {
-        if p.depth("NotifierDLQ").await == (0, 0) {
+        if p.depth("Notifier/DLQ").await == (0, 0) {
             break;
         }
         let deadline = Instant::now() + Duration::from_secs(hold + 5);
-        while p.depth("NotifierDLQ").await.1 > 0 && Instant::now() < deadline {
+        while p.depth("Notifier/DLQ").await.1 > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let report = replay
@@ -426,8 +426,8 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     }
     for (id, f) in &p.functions {
         let name = match id.as_str() {
-            "NotifierFunction" => "notifier",
-            "ExampleConsumerFunction" => "example-consumer",
+            "Notifier/Function" => "notifier",
+            "Example/Function" => "example-consumer",
             _ => continue,
         };
         let c = summary.consumers.entry(name.to_owned()).or_default();

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
     /// Brings the pipeline up and prints a live summary until interrupted.
-    Up(Common),
+    Up(UpArgs),
     /// Brings the pipeline up, plays a mixed workload through it, and prints what happened.
     Demo(DemoArgs),
 }
@@ -51,6 +51,18 @@ fn fault_rate(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Options of `mailroom local up`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct UpArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The application's template (default: template.yaml here). A consumer in its own
+    /// repository runs with its own template; its binaries are found in its cargo target
+    /// directory, Mailroom's own beside this binary, and the venv here or in Mailroom's checkout.
+    #[arg(long)]
+    template: Option<PathBuf>,
+}
+
 /// Options of `mailroom local demo`.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct DemoArgs {
@@ -66,7 +78,7 @@ pub(crate) struct DemoArgs {
 
 pub(crate) async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Up(common) => up::up(common).await,
+        Command::Up(args) => up::up(args.common, args.template).await,
         Command::Demo(args) => demo::demo(args).await,
     }
 }

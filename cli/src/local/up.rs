@@ -1,7 +1,7 @@
 //! `mailroom local up`: bring the pipeline up on the emulator and show what it does, live.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -34,11 +34,42 @@ pub(super) fn scaled_thresholds(speed: u32) -> String {
 /// The signing secret of local runs (a Standard Webhooks secret: `whsec_` + base64).
 pub(super) const LOCAL_SIGNING_SECRET: &str = "whsec_bG9jYWwtc2lnbmluZy1zZWNyZXQ=";
 
-pub(super) async fn bring_up(common: &Common, webhook: &str) -> anyhow::Result<Pipeline> {
-    let root = std::env::current_dir()?;
-    if !root.join("template.yaml").exists() {
-        bail!("run this from the project root (template.yaml not found)");
+/// The template to run and the project root whose venv runs the emulator: template.yaml
+/// in the current directory, or `--template PATH` with the venv here, else in the Mailroom
+/// checkout this binary was built from (a consumer in its own repository).
+fn project(template: Option<&Path>) -> anyhow::Result<(PathBuf, Option<PathBuf>)> {
+    let here = std::env::current_dir()?;
+    let Some(template) = template else {
+        if !here.join("template.yaml").exists() {
+            bail!(
+                "run this from the project root (template.yaml not found), or give --template PATH"
+            );
+        }
+        return Ok((here, None));
+    };
+    let template = here.join(template);
+    if !template.is_file() {
+        bail!("--template {}: no such file", template.display());
     }
+    let has_venv = |root: &Path| mailroom_local::Moto::venv(root).join("bin/python").exists();
+    let root = [here.clone(), mailroom_local::workspace_root().to_path_buf()]
+        .into_iter()
+        .find(|r| has_venv(r))
+        .with_context(|| {
+            format!(
+                "no venv with the emulator here or in {}: run scripts/setup.sh there, or set MAILROOM_VENV",
+                mailroom_local::workspace_root().display()
+            )
+        })?;
+    Ok((root, Some(template)))
+}
+
+pub(super) async fn bring_up(
+    common: &Common,
+    webhook: &str,
+    template: Option<&Path>,
+) -> anyhow::Result<Pipeline> {
+    let (root, template) = project(template)?;
     let set = |pairs: &[(&str, Option<&str>)]| -> BTreeMap<String, Option<String>> {
         pairs
             .iter()
@@ -75,6 +106,7 @@ pub(super) async fn bring_up(common: &Common, webhook: &str) -> anyhow::Result<P
         set(&[("MAILROOM_BACKLOG_SLO_SECS", Some(&slo))]),
     );
     let options = Options {
+        template,
         root: root.clone(),
         bin_dir: bin_dir(common)?,
         stack: common.stack.clone(),
@@ -147,14 +179,14 @@ pub(super) fn intake_url(p: &Pipeline) -> Option<&str> {
         .map(mailroom_local::function_url::FunctionUrl::url)
 }
 
-pub(super) async fn up(common: Common) -> anyhow::Result<()> {
+pub(super) async fn up(common: Common, template: Option<PathBuf>) -> anyhow::Result<()> {
     let receiver = Arc::new(Receiver::default());
     receiver.fixed.store(true, Ordering::Relaxed);
     let webhook = match &common.webhook {
         Some(w) => w.clone(),
         None => receiver.start().await?,
     };
-    let pipeline = bring_up(&common, &webhook).await?;
+    let pipeline = bring_up(&common, &webhook, template.as_deref()).await?;
     println!("mailroom local: the pipeline is up (Ctrl-C to stop)");
     print_topology(&pipeline);
     if let Some(topic) = pipeline.provisioned.topics.get("EventsTopic") {

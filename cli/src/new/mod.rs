@@ -1,6 +1,9 @@
 //! `mailroom new consumer NAME`: a consumer's crate under `functions/`, its workspace entry
 //! and its block in template.yaml, in one step. The task monitor and dlq-replay discover it
-//! by its queue's tag, so nothing else changes.
+//! by its queue's tag, so nothing else changes. `mailroom new app DIR`: an application of
+//! its own (a workspace depending on Mailroom's library, a template with the events topic,
+//! the ledger and the alerts topic, and the consumer definition), for consumers that live
+//! outside Mailroom's repository.
 //!
 //! Everything is checked before anything is written: an invalid or taken name, a missing
 //! project file or a filter that does not parse leaves the project as it was.
@@ -16,6 +19,21 @@ pub(crate) enum Command {
     /// A new consumer: its crate (handler, wiring, tests), its workspace entry, and its
     /// queue, DLQ, subscription, function and alarms in template.yaml.
     Consumer(ConsumerArgs),
+    /// A new application in its own directory: a cargo workspace depending on Mailroom's
+    /// library, template.yaml (events topic, ledger, alerts topic), templates/consumer.yaml
+    /// and samconfig.toml. Add consumers to it with `mailroom new consumer NAME --root DIR`.
+    App(AppArgs),
+}
+
+/// Options of `mailroom new app`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AppArgs {
+    /// The directory to create (it must not exist, or be empty); its name is the stack's.
+    dir: PathBuf,
+    /// The Mailroom checkout whose library the workspace depends on, by path (default: the
+    /// checkout this binary was built from). Edit Cargo.toml for a git dependency instead.
+    #[arg(long)]
+    mailroom: Option<PathBuf>,
 }
 
 /// Options of `mailroom new consumer`.
@@ -42,6 +60,14 @@ const MAIN: &str = include_str!("main.rs.tmpl");
 const LIB: &str = include_str!("lib.rs.tmpl");
 const HANDLER_TEST: &str = include_str!("handler.rs.tmpl");
 const BLOCK: &str = include_str!("consumer.yaml.tmpl");
+const APP_CARGO: &str = include_str!("app/Cargo.toml.tmpl");
+const APP_TEMPLATE: &str = include_str!("app/template.yaml.tmpl");
+const APP_SAMCONFIG: &str = include_str!("app/samconfig.toml.tmpl");
+const APP_GITIGNORE: &str = include_str!("app/gitignore.tmpl");
+/// The consumer definition itself, as this binary was built with it.
+const CONSUMER_DEFINITION: &str = include_str!("../../../templates/consumer.yaml");
+/// The consumer definition every consumer's block nests.
+const DEFINITION: &str = "templates/consumer.yaml";
 /// Where the block goes: before the ledger's section, or before `Outputs:`.
 const SECTION: &str =
     "  # ---------------------------------------------------------------- ledger and task monitor";
@@ -49,7 +75,78 @@ const SECTION: &str =
 pub(crate) fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Consumer(args) => consumer(&args),
+        Command::App(args) => app(&args),
     }
+}
+
+fn app(args: &AppArgs) -> anyhow::Result<()> {
+    let dir = &args.dir;
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .next()
+            .is_some()
+    {
+        bail!(
+            "{} exists and is not empty: choose a new directory (nothing written)",
+            dir.display()
+        );
+    }
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("the directory needs a name")?;
+    let stack_ok = name.len() <= 40
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !stack_ok {
+        bail!(
+            "`{name}` cannot name a stack: letters, digits and hyphens, a letter first, at most 40 characters (nothing written)"
+        );
+    }
+    let mailroom = match &args.mailroom {
+        Some(m) => m.clone(),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."),
+    };
+    let mailroom = mailroom.canonicalize().with_context(|| {
+        format!(
+            "--mailroom {}: not a Mailroom checkout (nothing written)",
+            mailroom.display()
+        )
+    })?;
+    if !mailroom.join("src/engine").is_dir() {
+        bail!(
+            "{} is not a Mailroom checkout (no src/engine): give --mailroom PATH (nothing written)",
+            mailroom.display()
+        );
+    }
+    let mailroom_text = mailroom
+        .to_str()
+        .context("the checkout's path is not UTF-8")?;
+    let fill = |text: &str| {
+        text.replace("__APP__", name)
+            .replace("__MAILROOM__", &mailroom_text.replace('\\', "/"))
+    };
+    std::fs::create_dir_all(dir.join("templates"))?;
+    for (path, text) in [
+        ("Cargo.toml", fill(APP_CARGO)),
+        ("template.yaml", fill(APP_TEMPLATE)),
+        ("samconfig.toml", fill(APP_SAMCONFIG)),
+        (".gitignore", APP_GITIGNORE.to_owned()),
+        (DEFINITION, CONSUMER_DEFINITION.to_owned()),
+    ] {
+        let path = dir.join(path);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let d = dir.display();
+    println!(
+        "created {d}: Cargo.toml (a workspace on {mailroom_text}), template.yaml, {DEFINITION}, samconfig.toml"
+    );
+    println!("next:");
+    println!("  mailroom new consumer NAME --root {d}");
+    println!("  (cd {d} && cargo build --bins && mailroom local up --template template.yaml)");
+    println!("  (cd {d} && sam build && sam deploy --guided)");
+    Ok(())
 }
 
 fn consumer(args: &ConsumerArgs) -> anyhow::Result<()> {
@@ -72,21 +169,22 @@ fn consumer(args: &ConsumerArgs) -> anyhow::Result<()> {
     if manifest.contains(&member) {
         bail!("the workspace already has {member}: choose another name (nothing written)");
     }
-    for suffix in ["DLQ", "Queue", "QueuePolicy", "Subscription", "Function"] {
-        if template.contains(&format!("\n  {id}{suffix}:")) {
-            bail!(
-                "template.yaml already has a resource {id}{suffix}: choose another name (nothing written)"
-            );
-        }
+    if template.contains(&format!("\n  {id}:")) {
+        bail!("template.yaml already has a resource {id}: choose another name (nothing written)");
+    }
+    if !root.join(DEFINITION).exists() {
+        bail!(
+            "{} is missing: the consumer definition the block nests (copy it from Mailroom's repository; nothing written)",
+            root.join(DEFINITION).display()
+        );
     }
     let manifest = with_member(&manifest, &member)?;
-    let filter = filter_policy(&args.filters)?;
+    let options = options(&template, &args.filters, args.raw)?;
     let fill = |text: &str| {
         text.replace("__NAME__", name)
             .replace("__CRATE__", &crate_ident)
             .replace("__ID__", &id)
-            .replace("__RAW__", if args.raw { "true" } else { "false" })
-            .replace("__FILTER__\n", &filter)
+            .replace("__OPTIONS__\n", &options)
     };
     let template = with_block(&template, &fill(BLOCK))?;
 
@@ -116,7 +214,7 @@ fn consumer(args: &ConsumerArgs) -> anyhow::Result<()> {
     );
     println!("added it to the workspace (Cargo.toml)");
     println!(
-        "added {id}Queue, {id}DLQ, {id}Subscription ({admits}{}), {id}Function and its alarms to template.yaml",
+        "added {id} to template.yaml: {DEFINITION} with its queue, DLQ, subscription ({admits}{}), function and alarms",
         if args.raw { ", raw delivery" } else { "" }
     );
     println!(
@@ -168,9 +266,30 @@ fn logical_id(name: &str) -> String {
         .collect()
 }
 
-/// The subscription's filter lines: `KEY=VALUE` pairs as an SNS filter policy on message
-/// attributes, or nothing.
-fn filter_policy(filters: &[String]) -> anyhow::Result<String> {
+/// The block's optional parameter lines: the application's shared settings when its template
+/// has them, the filter policy, raw delivery.
+fn options(template: &str, filters: &[String], raw: bool) -> anyhow::Result<String> {
+    let mut lines = String::new();
+    for shared in ["MaxReceiveCount", "LogLevel"] {
+        if template.contains(&format!("\n  {shared}:\n")) {
+            lines.push_str(&format!("        {shared}: !Ref {shared}\n"));
+        }
+    }
+    if let Some(policy) = filter_policy(filters)? {
+        lines.push_str(&format!(
+            "        FilterPolicy: '{}'\n",
+            policy.replace('\'', "''")
+        ));
+    }
+    if raw {
+        lines.push_str("        RawDelivery: \"true\"\n");
+    }
+    lines.push('\n');
+    Ok(lines)
+}
+
+/// `KEY=VALUE` pairs as an SNS filter policy (on message attributes), or none.
+fn filter_policy(filters: &[String]) -> anyhow::Result<Option<String>> {
     let mut policy: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for f in filters {
         let Some((key, value)) = f.split_once('=').filter(|(k, _)| !k.trim().is_empty()) else {
@@ -179,13 +298,9 @@ fn filter_policy(filters: &[String]) -> anyhow::Result<String> {
         policy.entry(key.trim()).or_default().push(value.trim());
     }
     if policy.is_empty() {
-        return Ok(String::new());
+        return Ok(None);
     }
-    let json = serde_json::to_string(&policy)?;
-    Ok(format!(
-        "      FilterPolicyScope: MessageAttributes\n      FilterPolicy: '{}'\n",
-        json.replace('\'', "''")
-    ))
+    Ok(Some(serde_json::to_string(&policy)?))
 }
 
 /// `manifest` with `member` in the workspace's `members` (and `default-members`, when the
@@ -250,18 +365,19 @@ mod tests {
     }
 
     #[test]
-    fn filters_become_a_policy_on_message_attributes() {
-        assert_eq!(filter_policy(&[]).expect("none"), "");
-        let lines = filter_policy(&[
+    fn filters_and_raw_delivery_become_the_blocks_parameters() {
+        assert_eq!(filter_policy(&[]).expect("none"), None);
+        let filters = [
             "kind=order.placed".into(),
             "kind=order.paid".into(),
             "tenant=o'brien".into(),
-        ])
-        .expect("policy");
+        ];
+        let shared = "Parameters:\n  MaxReceiveCount:\n    Type: Number\n";
         assert_eq!(
-            lines,
-            "      FilterPolicyScope: MessageAttributes\n      FilterPolicy: '{\"kind\":[\"order.placed\",\"order.paid\"],\"tenant\":[\"o''brien\"]}'\n"
+            options(shared, &filters, true).expect("options"),
+            "        MaxReceiveCount: !Ref MaxReceiveCount\n        FilterPolicy: '{\"kind\":[\"order.placed\",\"order.paid\"],\"tenant\":[\"o''brien\"]}'\n        RawDelivery: \"true\"\n\n"
         );
+        assert_eq!(options("", &[], false).expect("none"), "\n");
         assert!(filter_policy(&["kind".into()]).is_err());
         assert!(filter_policy(&["=x".into()]).is_err());
     }

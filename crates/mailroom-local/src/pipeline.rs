@@ -19,8 +19,12 @@ use crate::{Moto, REGION};
 /// How to bring the pipeline up.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The project root (template.yaml, the venv).
+    /// The project root (the venv; template.yaml unless `template` names another).
     pub root: PathBuf,
+    /// The application's template, when not the root's template.yaml: a consumer in its own
+    /// repository. Functions whose binary is not in `bin_dir` are looked for in the cargo
+    /// target directory of their crate (`CodeUri`).
+    pub template: Option<PathBuf>,
     /// Where the function binaries are (a cargo target profile directory).
     pub bin_dir: PathBuf,
     /// The stack name resources are named after.
@@ -80,6 +84,48 @@ pub struct Pipeline {
     _moto: Option<Moto>,
 }
 
+/// The binary to run for `spec`: its substitute or itself in `bin_dir`, else (a consumer
+/// built in its own repository) in the debug profile of the target directory above its crate.
+fn locate(options: &Options, spec: &FunctionSpec) -> Result<PathBuf, UpError> {
+    let name = options
+        .substitutes
+        .get(&spec.binary)
+        .unwrap_or(&spec.binary);
+    let beside = options.bin_dir.join(name);
+    if beside.exists() {
+        return Ok(beside);
+    }
+    let own = spec.crate_dir.as_ref().and_then(|dir| {
+        let dir = dir.canonicalize().ok()?;
+        dir.ancestors()
+            .map(|a| a.join("target").join("debug").join(&spec.binary))
+            .find(|b| b.exists())
+    });
+    own.ok_or(UpError::NotBuilt(beside))
+}
+
+/// Sets (`Some`) and removes (`None`) variables; a removed one is taken out of the
+/// consumer's settings too, which would otherwise still supply it.
+fn apply(env: &mut BTreeMap<String, String>, changes: &BTreeMap<String, Option<String>>) {
+    for (k, v) in changes {
+        match v {
+            Some(v) => env.insert(k.clone(), v.clone()),
+            None => env.remove(k),
+        };
+    }
+    let settings = mailroom_lambda::config::SETTINGS;
+    if let Some(Ok(serde_json::Value::Object(mut map))) = env
+        .get(settings)
+        .map(|s| serde_json::from_str::<serde_json::Value>(s))
+    {
+        map.retain(|k, _| !matches!(changes.get(k), Some(None)));
+        env.insert(
+            settings.to_owned(),
+            serde_json::Value::Object(map).to_string(),
+        );
+    }
+}
+
 /// Why the pipeline could not come up.
 #[derive(Debug, thiserror::Error)]
 pub enum UpError {
@@ -115,7 +161,11 @@ impl Pipeline {
             sns: aws_sdk_sns::Client::new(&aws),
             dynamodb: aws_sdk_dynamodb::Client::new(&aws),
         };
-        let template = Template::load(&venv, &options.root.join("template.yaml"))?;
+        let template_path = options
+            .template
+            .clone()
+            .unwrap_or_else(|| options.root.join("template.yaml"));
+        let template = Template::load(&venv, &template_path)?;
         let provisioned = template
             .provision_with_speed(&clients, &options.stack, &options.parameters, options.speed)
             .await?;
@@ -150,15 +200,7 @@ impl Pipeline {
             {
                 continue;
             }
-            let binary = options.bin_dir.join(
-                options
-                    .substitutes
-                    .get(&spec.binary)
-                    .unwrap_or(&spec.binary),
-            );
-            if !binary.exists() {
-                return Err(UpError::NotBuilt(binary));
-            }
+            let binary = locate(options, spec)?;
             let mut env = spec.environment.clone();
             env.insert("AWS_REGION".into(), REGION.into());
             env.insert("AWS_ACCESS_KEY_ID".into(), "local".into());
@@ -170,11 +212,8 @@ impl Pipeline {
                 "AWS_LAMBDA_FUNCTION_TIMEOUT".into(),
                 spec.timeout_secs.to_string(),
             );
-            for (k, v) in options.env.get(&spec.binary).into_iter().flatten() {
-                match v {
-                    Some(v) => env.insert(k.clone(), v.clone()),
-                    None => env.remove(k),
-                };
+            if let Some(changes) = options.env.get(&spec.binary) {
+                apply(&mut env, changes);
             }
             let concurrency = spec
                 .queues
@@ -324,5 +363,92 @@ impl Pipeline {
     /// The project root of this checkout (where template.yaml is).
     pub fn root() -> &'static Path {
         crate::workspace_root()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(bin_dir: &Path) -> Options {
+        Options {
+            root: PathBuf::from("."),
+            template: None,
+            bin_dir: bin_dir.to_path_buf(),
+            stack: "s".into(),
+            parameters: HashMap::new(),
+            env: BTreeMap::new(),
+            substitutes: BTreeMap::from([("a".to_owned(), "a-faults".to_owned())]),
+            speed: 1,
+            log_dir: None,
+            endpoint: None,
+            faults: None,
+            only: None,
+        }
+    }
+
+    fn spec(binary: &str, crate_dir: Option<PathBuf>) -> FunctionSpec {
+        FunctionSpec {
+            logical_id: "F".into(),
+            binary: binary.into(),
+            crate_dir,
+            environment: BTreeMap::new(),
+            queues: Vec::new(),
+            schedules: Vec::new(),
+            timeout_secs: 3,
+            function_url: None,
+        }
+    }
+
+    #[test]
+    fn binaries_are_found_beside_ours_else_in_their_own_crates_target_directory() {
+        let base = std::env::temp_dir().join(format!("mailroom-locate-{}", std::process::id()));
+        let (ours, app) = (base.join("ours"), base.join("app"));
+        let crate_dir = app.join("functions/audit");
+        for dir in [&ours, &crate_dir, &app.join("target/debug")] {
+            std::fs::create_dir_all(dir).expect("mkdir");
+        }
+        for file in [ours.join("a-faults"), app.join("target/debug/audit")] {
+            std::fs::write(file, b"").expect("file");
+        }
+        let o = options(&ours);
+        assert_eq!(
+            locate(&o, &spec("a", None)).expect("substitute"),
+            ours.join("a-faults")
+        );
+        assert_eq!(
+            locate(&o, &spec("audit", Some(crate_dir.clone())))
+                .expect("in its own target directory"),
+            app.join("target/debug/audit").canonicalize().expect("path")
+        );
+        let missing = locate(&o, &spec("other", Some(crate_dir))).expect_err("not built");
+        assert!(
+            missing.to_string().contains("other is not built"),
+            "{missing}"
+        );
+        std::fs::remove_dir_all(&base).expect("clean up");
+    }
+
+    #[test]
+    fn a_variable_removed_locally_is_taken_out_of_the_settings_too() {
+        let mut env = BTreeMap::from([
+            ("KEEP".to_owned(), "1".to_owned()),
+            (
+                mailroom_lambda::config::SETTINGS.to_owned(),
+                r#"{"SECRET_PARAMETER": "/x", "FORMAT": "json"}"#.to_owned(),
+            ),
+        ]);
+        apply(
+            &mut env,
+            &BTreeMap::from([
+                ("SECRET_PARAMETER".to_owned(), None),
+                ("SECRET".to_owned(), Some("s".to_owned())),
+            ]),
+        );
+        let read = mailroom_lambda::Env::from_lookup(|k| env.get(k).cloned());
+        assert_eq!(read.string("SECRET_PARAMETER"), None);
+        assert_eq!(read.string("FORMAT").as_deref(), Some("json"));
+        assert_eq!(read.string("SECRET").as_deref(), Some("s"));
+        assert_eq!(read.string("KEEP").as_deref(), Some("1"));
     }
 }

@@ -58,8 +58,11 @@ pub struct SqsSource {
 pub struct FunctionSpec {
     /// The logical id.
     pub logical_id: String,
-    /// The cargo binary (`Metadata.BuildProperties.Binary`).
+    /// The cargo binary (`Metadata.BuildProperties.Binary`, else the one binary of the crate
+    /// at `CodeUri`, as cargo-lambda finds it).
     pub binary: String,
+    /// The crate's directory (`CodeUri`), when the template was read from a file.
+    pub crate_dir: Option<std::path::PathBuf>,
     /// The environment, resolved against the emulator's resources.
     pub environment: BTreeMap<String, String>,
     /// SQS event sources.
@@ -85,12 +88,39 @@ pub struct Provisioned {
     pub subscriptions: Vec<String>,
     /// The functions.
     pub functions: Vec<FunctionSpec>,
+    /// Nested applications' outputs, by the application's logical id.
+    pub outputs: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Provisioned {
+    /// Adds what a nested application provisioned, its logical ids under `prefix/`.
+    fn absorb(&mut self, prefix: &str, child: Self) {
+        let at = |id: String| format!("{prefix}/{id}");
+        self.queues
+            .extend(child.queues.into_iter().map(|(k, v)| (at(k), v)));
+        self.topics
+            .extend(child.topics.into_iter().map(|(k, v)| (at(k), v)));
+        self.tables
+            .extend(child.tables.into_iter().map(|(k, v)| (at(k), v)));
+        self.subscriptions
+            .extend(child.subscriptions.into_iter().map(at));
+        self.outputs
+            .extend(child.outputs.into_iter().map(|(k, v)| (at(k), v)));
+        self.functions
+            .extend(child.functions.into_iter().map(|mut f| {
+                f.logical_id = at(f.logical_id);
+                f
+            }));
+    }
 }
 
 /// A decoded template.
 #[derive(Debug, Clone)]
 pub struct Template {
     doc: Value,
+    /// Where it was read from and the venv that decoded it: nested applications' `Location`
+    /// and functions' `CodeUri` are relative to its directory.
+    origin: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// The SDK clients provisioning uses.
@@ -127,7 +157,13 @@ impl Template {
                 String::from_utf8_lossy(&out.stderr)
             )));
         }
-        Self::from_json(&out.stdout)
+        let mut template = Self::from_json(&out.stdout)?;
+        template.origin = Some((path.to_path_buf(), venv.to_path_buf()));
+        Ok(template)
+    }
+
+    fn dir(&self) -> Option<&Path> {
+        self.origin.as_ref().and_then(|(path, _)| path.parent())
     }
 
     /// A template already in JSON (long-form intrinsics).
@@ -139,7 +175,7 @@ impl Template {
         if !doc["Resources"].is_object() {
             return Err(err("no Resources"));
         }
-        Ok(Self { doc })
+        Ok(Self { doc, origin: None })
     }
 
     fn resources(&self) -> &Map<String, Value> {
@@ -175,15 +211,24 @@ impl Template {
         parameters: &HashMap<String, String>,
         speed: u32,
     ) -> Result<Provisioned, TemplateError> {
-        let mut p = Provisioner {
+        Provisioner {
             template: self,
             clients,
             stack,
             parameters,
             speed: speed.max(1),
             out: Provisioned::default(),
-        };
+        }
+        .run()
+        .await
+    }
+}
+
+impl Provisioner<'_> {
+    /// Creates every resource, kind by kind (each creates what it references first).
+    async fn run(mut self) -> Result<Provisioned, TemplateError> {
         let ids: Vec<(String, String)> = self
+            .template
             .resources()
             .iter()
             .map(|(id, r)| {
@@ -198,13 +243,14 @@ impl Template {
             "AWS::SQS::Queue",
             "AWS::DynamoDB::Table",
             "AWS::SNS::Subscription",
+            "AWS::Serverless::Application",
             "AWS::Serverless::Function",
         ] {
             for (id, _) in ids.iter().filter(|(_, t)| t == kind) {
-                p.ensure(id).await?;
+                self.ensure(id).await?;
             }
         }
-        Ok(p.out)
+        Ok(self.out)
     }
 }
 
@@ -316,6 +362,12 @@ impl Provisioner<'_> {
         if let Some(name) = self.out.tables.get(id) {
             return Ok(name.clone());
         }
+        if self.out.functions.iter().any(|f| f.logical_id == id)
+            || self.out.subscriptions.iter().any(|s| s == id)
+            || self.out.outputs.contains_key(id)
+        {
+            return Ok(id.to_owned());
+        }
         let r = self.resource(id)?.clone();
         let kind = r["Type"].as_str().unwrap_or_default();
         let props = &r["Properties"];
@@ -401,7 +453,7 @@ impl Provisioner<'_> {
                     .string(&props["TableName"], &format!("{}-{id}", self.stack))
                     .await?;
                 // The ledger is the only table: created as `ledger::create_table` declares it,
-                // which the template mirrors (checked by `provisions_the_template` below).
+                // whose key schema and index the template declares the same way.
                 crate::create_table(&self.clients.dynamodb, &name)
                     .await
                     .map_err(|e| err(e.to_string()))?;
@@ -449,17 +501,79 @@ impl Provisioner<'_> {
                 self.out.functions.push(spec);
                 Ok(id.to_owned())
             }
+            "AWS::Serverless::Application" => {
+                self.application(id, props).await?;
+                Ok(id.to_owned())
+            }
             // IAM, KMS, alarms, policies: nothing a local pipeline runs.
             _ => Ok(id.to_owned()),
         }
     }
 
+    /// A nested application with a local `Location`: its template provisioned as a stack of
+    /// its own (`STACK-ID`, as CloudFormation names nested stacks after their parent), with
+    /// the `Parameters` resolved here; what it creates is known under `ID/`.
+    async fn application(&mut self, id: &str, props: &Value) -> Result<(), TemplateError> {
+        let location = match Box::pin(self.resolve(&props["Location"])).await? {
+            Value::String(s) if !s.contains("://") => s,
+            other => {
+                return Err(err(format!(
+                    "{id}: Location {other} is not a local template file (the only kind a \
+                     local run can read)"
+                )));
+            }
+        };
+        let (Some(dir), Some((_, venv))) = (self.template.dir(), &self.template.origin) else {
+            return Err(err(format!(
+                "{id}: a nested application needs the template read from a file"
+            )));
+        };
+        let child = Template::load(venv, &dir.join(&location))?;
+        let mut parameters = HashMap::new();
+        for (name, value) in props["Parameters"].as_object().into_iter().flatten() {
+            let v = Box::pin(self.resolve(value)).await?;
+            if !v.is_null() {
+                parameters.insert(name.clone(), scalar(&v).unwrap_or_else(|| v.to_string()));
+            }
+        }
+        let stack = format!("{}-{id}", self.stack);
+        let mut nested = Provisioner {
+            template: &child,
+            clients: self.clients,
+            stack: &stack,
+            parameters: &parameters,
+            speed: self.speed,
+            out: Provisioned::default(),
+        };
+        let mut outputs = BTreeMap::new();
+        for (name, output) in child.doc["Outputs"].as_object().into_iter().flatten() {
+            let v = Box::pin(nested.resolve(&output["Value"])).await?;
+            outputs.insert(name.clone(), scalar(&v).unwrap_or_else(|| v.to_string()));
+        }
+        let out = Box::pin(nested.run()).await?;
+        self.out.absorb(id, out);
+        self.out.outputs.insert(id.to_owned(), outputs);
+        Ok(())
+    }
+
     async fn function(&mut self, id: &str, r: &Value) -> Result<FunctionSpec, TemplateError> {
         let props = &r["Properties"];
-        let binary = r["Metadata"]["BuildProperties"]["Binary"]
-            .as_str()
-            .ok_or_else(|| err(format!("{id}: no Metadata.BuildProperties.Binary")))?
-            .to_owned();
+        let crate_dir = match (self.template.dir(), &props["CodeUri"]) {
+            (Some(dir), code) if !code.is_null() => Some(dir.join(self.string(code, "").await?)),
+            _ => None,
+        };
+        let binary = match (
+            r["Metadata"]["BuildProperties"]["Binary"].as_str(),
+            &crate_dir,
+        ) {
+            (Some(b), _) => b.to_owned(),
+            (None, Some(dir)) => crate_binary(dir).map_err(|e| err(format!("{id}: {e}")))?,
+            (None, None) => {
+                return Err(err(format!(
+                    "{id}: no Metadata.BuildProperties.Binary and no CodeUri to find it in"
+                )));
+            }
+        };
         let mut environment = BTreeMap::new();
         let vars = Box::pin(self.resolve(&props["Environment"]["Variables"])).await?;
         for (k, v) in vars.as_object().into_iter().flatten() {
@@ -521,6 +635,7 @@ impl Provisioner<'_> {
             function_url,
             logical_id: id.to_owned(),
             binary,
+            crate_dir,
             environment,
             queues,
             schedules,
@@ -616,6 +731,27 @@ impl Provisioner<'_> {
                     };
                     return Ok(Value::String(self.sub(&text, &vars).await?));
                 }
+                "Fn::Select" => {
+                    let index = scalar(&Box::pin(self.resolve(&args[0])).await?)
+                        .and_then(|i| i.parse::<usize>().ok())
+                        .ok_or_else(|| err(format!("bad Select index in {args}")))?;
+                    let list = Box::pin(self.resolve(&args[1])).await?;
+                    return list
+                        .as_array()
+                        .and_then(|l| l.get(index))
+                        .cloned()
+                        .ok_or_else(|| err(format!("Select {index} out of {list}")));
+                }
+                "Fn::Split" => {
+                    let sep = args[0].as_str().unwrap_or_default().to_owned();
+                    let text = scalar(&Box::pin(self.resolve(&args[1])).await?)
+                        .ok_or_else(|| err(format!("bad Split {args}")))?;
+                    return Ok(Value::Array(
+                        text.split(sep.as_str())
+                            .map(|p| Value::String(p.to_owned()))
+                            .collect(),
+                    ));
+                }
                 f if f.starts_with("Fn::") => {
                     return Err(err(format!(
                         "{f} is outside the subset this runner resolves"
@@ -666,6 +802,15 @@ impl Provisioner<'_> {
 
     async fn attribute(&mut self, res: &str, attr: &str) -> Result<String, TemplateError> {
         Box::pin(self.ensure(res)).await?;
+        if let Some(name) = attr.strip_prefix("Outputs.") {
+            return self
+                .out
+                .outputs
+                .get(res)
+                .and_then(|o| o.get(name))
+                .cloned()
+                .ok_or_else(|| err(format!("{res} has no output {name}")));
+        }
         if let Some((url, arn)) = self.out.queues.get(res) {
             return match attr {
                 "Arn" => Ok(arn.to_string()),
@@ -689,5 +834,78 @@ impl Provisioner<'_> {
         }
         // Functions, keys and URLs: placeholders, not used by a local pipeline.
         Ok(format!("arn:aws:local:{REGION}:{ACCOUNT}:{res}/{attr}"))
+    }
+}
+
+/// The binary cargo-lambda builds for the crate in `dir`: its one `[[bin]]`, else the package
+/// (a crate with several binaries names one with `Metadata.BuildProperties.Binary`).
+fn crate_binary(dir: &Path) -> Result<String, String> {
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .map_err(|e| format!("CodeUri {}: {e}", manifest.display()))?;
+    let (mut section, mut package, mut bins) = (String::new(), None, Vec::new());
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line.to_owned();
+            continue;
+        }
+        let Some(value) = line
+            .strip_prefix("name")
+            .map(str::trim_start)
+            .and_then(|l| l.strip_prefix('='))
+            .map(|v| v.trim().trim_matches('"').to_owned())
+        else {
+            continue;
+        };
+        match section.as_str() {
+            "[package]" => package = Some(value),
+            "[[bin]]" => bins.push(value),
+            _ => {}
+        }
+    }
+    match (bins.as_slice(), package) {
+        ([one], _) => Ok(one.clone()),
+        ([], Some(p)) => Ok(p),
+        ([], None) => Err(format!("{} names no package", manifest.display())),
+        (_, _) => Err(format!(
+            "{} has {} binaries ({}); keep one per consumer crate, as cargo-lambda needs",
+            manifest.display(),
+            bins.len(),
+            bins.join(", ")
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crates_binary_is_its_one_bin_else_its_package() {
+        let dir = std::env::temp_dir().join(format!("mailroom-crate-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let with = |manifest: &str| {
+            std::fs::write(dir.join("Cargo.toml"), manifest).expect("manifest");
+            crate_binary(&dir)
+        };
+        assert_eq!(
+            with("[package]\nname = \"audit-log\"\nversion = \"0.1.0\"\n"),
+            Ok("audit-log".to_owned())
+        );
+        assert_eq!(
+            with(
+                "[package]\nname = \"pkg\"\n\n[[bin]]\nname = \"other\"\npath = \"src/main.rs\"\n\n[dependencies]\nname-like = \"1\"\n"
+            ),
+            Ok("other".to_owned())
+        );
+        let two = with("[package]\nname = \"p\"\n[[bin]]\nname = \"a\"\n[[bin]]\nname = \"b\"\n")
+            .expect_err("ambiguous");
+        assert!(two.contains("2 binaries (a, b)"), "{two}");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+        assert!(
+            crate_binary(&dir)
+                .expect_err("no manifest")
+                .contains("CodeUri")
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The example consumer with the faults `mailroom local demo` and the end-to-end test inject.
-//! A binary of its own, run only by the local pipeline: `sam build` and `cargo lambda build
-//! --bin example-consumer` never ship it, so the deployed function has no fault path.
+//! A crate of its own, run only by the local pipeline in place of `example-consumer`: the
+//! template never names it, so `sam build` never ships it and the deployed function has no
+//! fault path.
 //!
 //! On an event's first delivery, `"fault": "panic"` panics (the engine isolates it and the
 //! record is retried) and `"fault": "crash"` aborts the process mid-batch (the whole batch
