@@ -200,6 +200,32 @@ async fn two_thousand_events_at_5_percent_faults_all_succeed_once_after_the_dlq_
     // business key and by task id (`webhook-id`), though publishes, receives and ledger
     // writes were faulted and retried.
     assert_eq!(s["published"], 2000);
+    // The cost per event: the proxy's capacity count agrees with its count of write calls
+    // (every ledger item is under 1 KB: one unit per write), less the calls it faulted before
+    // they reached DynamoDB (not billed); and the parts add up.
+    let cost = &s["cost"];
+    let calls = |action: &str| s["calls"][action].as_f64().unwrap_or(0.0);
+    let writes = calls("DynamoDB_20120810.UpdateItem")
+        + calls("DynamoDB_20120810.PutItem")
+        + calls("DynamoDB_20120810.DeleteItem");
+    let units = cost["write_units_per_event"].as_f64().expect("write units") * 2000.0;
+    let not_forwarded = s["faults"]["server_errors"].as_f64().expect("5xx")
+        + s["faults"]["resets_before"].as_f64().expect("resets before");
+    assert!(
+        units <= writes + 1.0 && units >= writes - not_forwarded - 1.0,
+        "{units} units, {writes} writes, {not_forwarded} calls not forwarded: {cost:#}"
+    );
+    let largest = cost["largest_ledger_item_bytes"].as_u64().expect("item size");
+    assert!((100..1024).contains(&largest), "{cost:#}");
+    let parts: f64 = cost["mailroom_by_part"]
+        .as_object()
+        .expect("parts")
+        .values()
+        .filter_map(Value::as_f64)
+        .sum();
+    let total = cost["mailroom"].as_f64().expect("total");
+    assert!((parts - total).abs() < 0.01, "{cost:#}");
+    assert!(cost["powertools_style"].as_f64() > cost["bare_pipeline"].as_f64());
     let log = std::fs::read_to_string(logs.join("webhook.jsonl")).expect("the webhook's log");
     let mut by_order: BTreeMap<String, u32> = BTreeMap::new();
     let mut by_task: BTreeMap<String, u32> = BTreeMap::new();

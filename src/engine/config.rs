@@ -54,6 +54,12 @@ pub struct EngineConfig {
     /// The lease when the invocation has no deadline, as in local runs
     /// (`MAILROOM_LEASE_SECS`, default 900, Lambda's longest timeout).
     pub lease: Duration,
+    /// Whether a record takes the in-progress lease before it runs (`MAILROOM_LEASE`, `on`
+    /// by default). `off` halves the ledger's writes: a record runs unless its task already
+    /// succeeded here (one consistent read), and only its outcome is written; two deliveries
+    /// of one task at the same moment may both run. For consumers whose side effect is
+    /// idempotent in itself (a receiver that deduplicates on the task id).
+    pub leases: bool,
 }
 
 impl Default for EngineConfig {
@@ -72,6 +78,7 @@ impl Default for EngineConfig {
             jitter_seed: None,
             ledger_table: None,
             lease: Duration::from_secs(900),
+            leases: true,
         }
     }
 }
@@ -126,6 +133,7 @@ impl EngineConfig {
             lease: env
                 .positive("MAILROOM_LEASE_SECS")?
                 .map_or(d.lease, Duration::from_secs),
+            leases: env.choice("MAILROOM_LEASE", &["on", "off"])? != Some("off"),
         })
     }
 }
@@ -147,6 +155,7 @@ mod tests {
         assert_eq!(c.backoff, Some(BackoffPolicy::default()));
         assert_eq!(c.task_id, TaskIdSource::Attribute("task_id".into()));
         assert_eq!(c.ledger_table, None, "idempotency is opt-in");
+        assert!(c.leases, "with the lease unless told otherwise");
     }
 
     #[test]

@@ -76,13 +76,13 @@ where
         // Once the work is done, its record is what keeps a redelivery from doing it again:
         // a transient ledger error is tried again (four tries in all, 50 ms apart and
         // doubling) before the pair is left to its lease.
-        let mut written = record(ledger, &task, consumer, &owner, &d.report.outcome).await;
+        let mut written = record(ledger, &task, consumer, Some(&owner), &d.report.outcome).await;
         for pause in [50, 100, 200] {
             if !matches!(&written, Err(e) if e.is_retryable()) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(pause)).await;
-            written = record(ledger, &task, consumer, &owner, &d.report.outcome).await;
+            written = record(ledger, &task, consumer, Some(&owner), &d.report.outcome).await;
         }
         if let Err(e) = written {
             // The message's fate stands (deleting a success is right even so); the pair stays
@@ -94,23 +94,81 @@ where
     }
 }
 
-/// Writes a run's outcome to the ledger.
+impl<Q, F> RunCtx<'_, Q, F>
+where
+    Q: QueuePort,
+{
+    /// Without the lease (`MAILROOM_LEASE=off`): skips a task that already succeeded here
+    /// (one consistent read), runs the record, and records the outcome. No write before the
+    /// run, so two deliveries of one task at the same moment may both run it.
+    pub(crate) async fn run_unleased<T, Fut>(&self, ledger: &Ledger, task: String, w: Work) -> Done
+    where
+        T: DeserializeOwned,
+        F: Fn(Message<T>) -> Fut,
+        Fut: Future<Output = Result<(), Failure>>,
+    {
+        let consumer = self.engine.config.consumer.as_str();
+        match ledger.get(&task, consumer).await {
+            Ok(Some(entry)) if entry.state == crate::ledger::State::Succeeded => {
+                tracing::info!("duplicate: the task already succeeded here; skipped");
+                return done(w, Outcome::Duplicate, Backoff::QueueDefault);
+            }
+            Ok(_) => {}
+            Err(e) if e.is_invalid_input() => {
+                tracing::error!(error = %e, "the ledger refuses this record's task; poison");
+                return Box::pin(self.poison(w, format!("ledger: {e}"))).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "ledger unavailable; not running the record unchecked");
+                return fail(w, format!("ledger: {e}"), Cause::Ledger, Backoff::Policy);
+            }
+        }
+        let d = self.attempt(w).await;
+        // No lease is held: the outcome's write yields to another delivery's live lease, as a
+        // writer without one must, and never undoes a success.
+        let mut written = record(ledger, &task, consumer, None, &d.report.outcome).await;
+        for pause in [50, 100, 200] {
+            if !matches!(&written, Err(e) if e.is_retryable()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            written = record(ledger, &task, consumer, None, &d.report.outcome).await;
+        }
+        if let Err(e) = written {
+            tracing::error!(error = %e, outcome = ?d.report.outcome, "ledger: could not record the outcome");
+            self.ledger_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        d
+    }
+}
+
+/// Writes a run's outcome to the ledger, as the lease's `owner` or as a writer without one.
 async fn record(
     ledger: &Ledger,
     task: &str,
     consumer: &str,
-    owner: &str,
+    owner: Option<&str>,
     outcome: &Outcome,
 ) -> Result<(), LedgerError> {
     match outcome {
         Outcome::Succeeded => ledger.succeed(task, consumer).await,
         Outcome::Poisoned { reason, .. } => ledger
-            .dead_letter(task, consumer, reason, Some(owner))
+            .dead_letter(task, consumer, reason, owner)
             .await
             .map(drop),
-        Outcome::Failed { reason, .. } => {
-            ledger.fail(task, consumer, owner, reason).await.map(drop)
-        }
+        Outcome::Failed { reason, .. } => match owner {
+            Some(owner) => ledger.fail(task, consumer, owner, reason).await.map(drop),
+            None => ledger
+                .mark(
+                    task,
+                    consumer,
+                    crate::ledger::State::Failed,
+                    Some(reason),
+                    None,
+                )
+                .await
+                .map(drop),
+        },
         Outcome::Duplicate | Outcome::Skipped { .. } => Ok(()),
     }
 }

@@ -120,7 +120,11 @@ where
         if let (Some(ledger), Some(task)) = (&self.engine.ledger, w.received.meta.task_id()) {
             let task = task.to_owned();
             // Boxed: only guarded consumers pay for the larger future.
-            return Box::pin(self.run_leased(ledger, task, w)).await;
+            return if self.engine.config.leases {
+                Box::pin(self.run_leased(ledger, task, w)).await
+            } else {
+                Box::pin(self.run_unleased(ledger, task, w)).await
+            };
         }
         self.attempt(w).await
     }

@@ -581,3 +581,90 @@ async fn a_success_whose_ledger_write_fails_past_the_sdks_retries_is_written_on_
         .expect("the pair");
     assert_eq!(entry.state, State::Succeeded);
 }
+
+#[tokio::test]
+async fn without_the_lease_a_consumer_skips_what_succeeded_and_writes_only_outcomes() {
+    // GIVEN a consumer with MAILROOM_LEASE=off, its ledger calls counted by a proxy, and a
+    // task that already succeeded there
+    let bed = TestBed::new().await;
+    let direct = bed.ledger(Arc::new(SystemClock)).await;
+    let proxy = mailroom_local::faults::FaultyEndpoint::start(
+        crate::helpers::endpoint(),
+        mailroom_local::faults::FaultPlan::mix(0.0),
+        3,
+    )
+    .await
+    .expect("proxy");
+    let counted = mailroom_lambda::ledger::Ledger::new(
+        aws_sdk_dynamodb::Client::new(&mailroom_local::emulator_config(proxy.endpoint()).await),
+        direct.table(),
+    );
+    direct
+        .succeed("task-done", "billing")
+        .await
+        .expect("written");
+    let (queue, _dlq) = bed.queue_with_dlq("unleased", 5, 30).await;
+    let (engine, _) = bed.engine(|c| {
+        c.consumer = "billing".into();
+        c.leases = false;
+    });
+    let engine = engine.with_ledger(counted);
+    for (task, order) in [
+        ("task-done", "o-1"),
+        ("task-new", "o-2"),
+        ("task-flaky", "o-3"),
+    ] {
+        bed.send(&queue, &envelope(task, &order_json(order, 100)), &[])
+            .await;
+    }
+    let effects = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handler = |m: Message<Order>| {
+        let effects = effects.clone();
+        async move {
+            effects
+                .lock()
+                .expect("lock")
+                .push(m.payload.order_id.clone());
+            if m.payload.order_id == "o-3" {
+                return Err(Failure::retry("downstream 503"));
+            }
+            Ok::<(), Failure>(())
+        }
+    };
+
+    // WHEN the batch runs
+    let run = bed.invoke(&queue, &engine, handler).await;
+
+    // THEN the task that succeeded before is skipped, the others run once each
+    let mut ran = effects.lock().expect("lock").clone();
+    ran.sort();
+    assert_eq!(ran, ["o-2", "o-3"]);
+    let mut outcomes: Vec<String> = run
+        .report
+        .records
+        .iter()
+        .map(|r| format!("{:?}", r.outcome).chars().take(9).collect())
+        .collect();
+    outcomes.sort();
+    assert_eq!(outcomes, ["Duplicate", "Failed { ", "Succeeded"]);
+    // AND the ledger, read directly, has each outcome
+    let state = |task: &'static str| {
+        let direct = direct.clone();
+        async move {
+            direct
+                .get(task, "billing")
+                .await
+                .expect("ledger call")
+                .map(|e| (e.state, e.last_error))
+        }
+    };
+    assert_eq!(state("task-new").await, Some((State::Succeeded, None)));
+    assert_eq!(
+        state("task-flaky").await,
+        Some((State::Failed, Some("downstream 503".to_owned())))
+    );
+    // AND the proxy saw one read per record and one write per outcome, no lease writes
+    let capacity = &proxy.counts().capacity;
+    assert_eq!(capacity.item_writes.load(Ordering::Relaxed), 2);
+    assert_eq!(capacity.read_units(), 3.0, "three consistent reads");
+}

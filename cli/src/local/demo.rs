@@ -42,9 +42,58 @@ pub(super) struct Summary {
     /// The application's AWS calls by action (functions, event sources, the producer; not
     /// the demo's own reads), as the proxy in front of the emulator counted them.
     calls: BTreeMap<String, u64>,
+    /// What the run costs per event at AWS list prices, beside a Powertools-style design
+    /// and the bare pipeline (see `cost`).
+    cost: super::cost::Cost,
     /// Seconds spent in each phase, in order: where a run's time goes.
     phases: Vec<(&'static str, f64)>,
     seconds: f64,
+}
+
+/// What the run cost: the proxy's DynamoDB counts, the ledger's item sizes (read directly),
+/// and the functions' time, through the model in `cost`.
+async fn cost(p: &Pipeline, events: usize) -> super::cost::Cost {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut m = super::cost::Measured {
+        events: events as u64,
+        ..Default::default()
+    };
+    if let Some(f) = &p.faulty {
+        let counts = f.counts();
+        m.item_writes = counts.capacity.item_writes.load(Relaxed);
+        m.read_units = counts.capacity.read_units();
+        m.dynamodb_requests = counts
+            .actions()
+            .iter()
+            .filter(|(a, _)| a.starts_with("DynamoDB"))
+            .map(|(_, n)| n)
+            .sum();
+    }
+    if let Some(table) = p.provisioned.tables.get("LedgerTable") {
+        let mut pages = p
+            .clients
+            .dynamodb
+            .scan()
+            .table_name(table)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(Ok(item)) = pages.next().await {
+            m.item_sizes.push(super::cost::item_size(&item));
+        }
+    }
+    for f in p.functions.values() {
+        let ms: u64 = f.processes.iter().map(|x| x.usage().1).sum();
+        let consumer = f.spec.environment.contains_key("MAILROOM_CONSUMER");
+        if consumer {
+            m.consumer_ms += ms;
+            m.consumer_queues += f.spec.queues.len() as u64;
+        } else {
+            m.other_ms += ms;
+            m.monitor_queues += f.spec.queues.len() as u64;
+        }
+    }
+    super::cost::model(&m)
 }
 
 /// `DynamoDB_20120810.UpdateItem` → `DynamoDB.UpdateItem`, `AmazonSQS.ReceiveMessage` →
@@ -116,8 +165,12 @@ pub(super) struct ConsumerSummary {
 /// library's publisher, in batches).
 const THROUGH_INTAKE: usize = 20;
 
-/// The demo's order `i` of `n`, as JSON text.
-fn order(i: usize, n: usize) -> String {
+/// The demo's order `i` of `n`, as JSON text; with no faults when `clean`.
+fn order(i: usize, n: usize, clean: bool) -> String {
+    if clean {
+        return json!({"order_id": format!("o-{i:05}"), "amount_cents": 100 + i, "customer": "c-ok"})
+            .to_string();
+    }
     // 1 in 8 is flaky at the webhook (one 503), 1 in 10 blocked until the fix (400).
     let customer = if i % 10 == 3 {
         "c-blocked"
@@ -145,6 +198,7 @@ fn order(i: usize, n: usize) -> String {
 pub(super) async fn publish(
     p: &Pipeline,
     n: usize,
+    clean: bool,
     callback: &str,
 ) -> anyhow::Result<(Vec<String>, usize)> {
     let topic = p
@@ -162,14 +216,20 @@ pub(super) async fn publish(
     if let Some(url) = intake_url(p) {
         let client = reqwest::Client::new();
         for i in 0..via_intake {
-            let (id, again) =
-                post_order(&client, url, &format!("o-{i:05}"), order(i, n), callback).await?;
+            let (id, again) = post_order(
+                &client,
+                url,
+                &format!("o-{i:05}"),
+                order(i, n, clean),
+                callback,
+            )
+            .await?;
             ids.push(id);
             resent += again;
         }
     }
     let events: Vec<Event> = (via_intake..n)
-        .map(|i| Event::from_json("order.placed", order(i, n)))
+        .map(|i| Event::from_json("order.placed", order(i, n, clean)))
         .collect();
     let report = Publisher::new(p.traffic.sns.clone(), topic)
         .publish(&events)
@@ -274,7 +334,7 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     if common.speed == 1 {
         common.speed = 60;
     }
-    let p = bring_up(&common, &webhook, None).await?;
+    let p = bring_up(&common, &webhook, None, !args.no_lease).await?;
     if !args.json {
         println!(
             "mailroom local demo: template.yaml on the AWS emulator, real function binaries under the Lambda Runtime Interface Emulator (speed ×{})",
@@ -291,12 +351,19 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     };
 
     let callback = webhook.replace("/hook", "/callback");
-    let (ids, resent) = publish(&p, args.events, &callback).await?;
+    let (ids, resent) = publish(&p, args.events, args.clean, &callback).await?;
     laps.lap("publish");
-    say(format!(
-        "published {} events to the events topic (1 in 8 meets a flaky webhook, 1 in 10 a webhook that refuses it until fixed; the example consumer panics on 1 in 100 at first delivery and its process is killed mid-batch once)",
-        ids.len()
-    ));
+    say(if args.clean {
+        format!(
+            "published {} events to the events topic, with no scripted faults",
+            ids.len()
+        )
+    } else {
+        format!(
+            "published {} events to the events topic (1 in 8 meets a flaky webhook, 1 in 10 a webhook that refuses it until fixed; the example consumer panics on 1 in 100 at first delivery and its process is killed mid-batch once)",
+            ids.len()
+        )
+    });
     let timeout = Duration::from_secs(60 + u64::try_from(args.events).unwrap_or(0) / 5);
     if !p.drain(timeout).await {
         bail!("the queues did not drain within {timeout:?}");
@@ -462,6 +529,7 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             resets_after,
         }
     });
+    summary.cost = cost(&p, summary.published).await;
     laps.lap("verify");
     summary.phases = laps.laps;
     summary.seconds = started.elapsed().as_secs_f64();
@@ -498,6 +566,18 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             "  AWS calls/event  {:.2}: {}",
             per_event(summary.calls.values().sum()),
             calls.join(", ")
+        );
+        let c = &summary.cost;
+        println!(
+            "  cost/event       {:.2} write units, {:.2} read units, {:.2} DynamoDB requests (largest ledger item {} bytes); per million events ${:.2} (Powertools-style design ${:.2}, bare pipeline ${:.2}; {})",
+            c.write_units_per_event,
+            c.read_units_per_event,
+            c.dynamodb_requests_per_event,
+            c.largest_ledger_item_bytes,
+            c.mailroom,
+            c.powertools_style,
+            c.bare_pipeline,
+            c.prices
         );
         println!("  lost             {}", summary.lost);
         println!(

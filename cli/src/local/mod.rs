@@ -5,6 +5,7 @@
 //! rules and schedules. `demo` does the same, then plays a mixed workload through it: transient
 //! webhook failures, poison, the DLQ alert, a replay after the fix, and the resolution.
 
+mod cost;
 mod demo;
 mod up;
 mod webhook;
@@ -74,6 +75,15 @@ pub(crate) struct DemoArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+    /// No scripted faults: every webhook call succeeds, no panic, no killed process. The
+    /// happy path, for the summary's `cost` per event.
+    #[arg(long)]
+    clean: bool,
+    /// Run both consumers without the in-progress lease (`MAILROOM_LEASE=off`): one ledger
+    /// write per record instead of two, for side effects that are idempotent in themselves
+    /// (the demo's webhook deduplicates on the task id).
+    #[arg(long)]
+    no_lease: bool,
 }
 
 pub(crate) async fn run(command: Command) -> anyhow::Result<()> {

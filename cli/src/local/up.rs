@@ -68,6 +68,7 @@ pub(super) async fn bring_up(
     common: &Common,
     webhook: &str,
     template: Option<&Path>,
+    leases: bool,
 ) -> anyhow::Result<Pipeline> {
     let (root, template) = project(template)?;
     let set = |pairs: &[(&str, Option<&str>)]| -> BTreeMap<String, Option<String>> {
@@ -99,6 +100,13 @@ pub(super) async fn bring_up(
             ("NOTIFIER_ALLOW_PRIVATE_DESTINATIONS", Some("true")),
         ]),
     );
+    if !leases {
+        for consumer in ["notifier", "example-consumer"] {
+            env.entry(consumer.to_owned())
+                .or_insert_with(BTreeMap::new)
+                .insert("MAILROOM_LEASE".to_owned(), Some("off".to_owned()));
+        }
+    }
     // The intake's backlog objective, scaled like the monitor's thresholds.
     let slo = (900 / speed).max(1).to_string();
     env.insert(
@@ -186,7 +194,7 @@ pub(super) async fn up(common: Common, template: Option<PathBuf>) -> anyhow::Res
         Some(w) => w.clone(),
         None => receiver.start().await?,
     };
-    let pipeline = bring_up(&common, &webhook, template.as_deref()).await?;
+    let pipeline = bring_up(&common, &webhook, template.as_deref(), true).await?;
     println!("mailroom local: the pipeline is up (Ctrl-C to stop)");
     print_topology(&pipeline);
     if let Some(topic) = pipeline.provisioned.topics.get("EventsTopic") {

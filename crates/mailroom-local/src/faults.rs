@@ -94,6 +94,73 @@ pub struct FaultCounts {
     /// Requests by AWS action (`X-Amz-Target`, e.g. `DynamoDB_20120810.UpdateItem`; `Action`
     /// for SNS's query protocol), faulted or not: an instrumented count of what a run costs.
     pub actions: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// DynamoDB's capacity as on-demand billing counts it (see [`Capacity`]).
+    pub capacity: Capacity,
+}
+
+/// DynamoDB request units, as on-demand billing counts them, from the requests (and a
+/// query's answer) the proxy forwarded: every item write is billed whether its condition
+/// holds or not, one unit per KB of the item (counted here as one: [`Capacity::item_writes`];
+/// the caller scales by the items' sizes); an item read is one unit per 4 KB strongly
+/// consistent, half eventually consistent; a query reads its answer's bytes in 4 KB steps.
+#[derive(Debug, Default)]
+pub struct Capacity {
+    /// Item writes (`PutItem`, `UpdateItem`, `DeleteItem`, each item of `BatchWriteItem`;
+    /// twice each item of `TransactWriteItems`).
+    pub item_writes: AtomicU64,
+    /// Read request units, in thousandths.
+    pub read_milli_units: AtomicU64,
+}
+
+impl Capacity {
+    /// Read request units.
+    pub fn read_units(&self) -> f64 {
+        self.read_milli_units.load(Ordering::Relaxed) as f64 / 1000.0
+    }
+
+    /// Counts one DynamoDB request (`action` without its version prefix) with its JSON body
+    /// and the size of its answer.
+    fn count(&self, action: &str, request: &[u8], answer_bytes: u64) {
+        let json: serde_json::Value = serde_json::from_slice(request).unwrap_or_default();
+        let per_item = |consistent: &serde_json::Value| {
+            if consistent.as_bool() == Some(true) {
+                1000
+            } else {
+                500
+            }
+        };
+        let (writes, reads) = match action {
+            "PutItem" | "UpdateItem" | "DeleteItem" => (1, 0),
+            "BatchWriteItem" => (
+                json["RequestItems"].as_object().map_or(0, |t| {
+                    t.values().filter_map(|r| r.as_array()).map(Vec::len).sum()
+                }),
+                0,
+            ),
+            "TransactWriteItems" => (2 * json["TransactItems"].as_array().map_or(0, Vec::len), 0),
+            "GetItem" => (0, per_item(&json["ConsistentRead"])),
+            "BatchGetItem" => (
+                0,
+                json["RequestItems"].as_object().map_or(0, |tables| {
+                    tables
+                        .values()
+                        .map(|t| {
+                            t["Keys"].as_array().map_or(0, Vec::len) as u64
+                                * per_item(&t["ConsistentRead"])
+                        })
+                        .sum()
+                }),
+            ),
+            "Query" | "Scan" => (
+                0,
+                answer_bytes.div_ceil(4096).max(1) * per_item(&json["ConsistentRead"]),
+            ),
+            _ => (0, 0),
+        };
+        self.item_writes
+            .fetch_add(u64::try_from(writes).unwrap_or(0), Ordering::Relaxed);
+        self.read_milli_units.fetch_add(reads, Ordering::Relaxed);
+    }
 }
 
 impl FaultCounts {
@@ -312,24 +379,44 @@ impl Shared {
             &self.client,
             self.upstream.for_request(&parts.headers),
             &parts,
-            body,
+            body.clone(),
         )
         .await
         else {
             return Ok(server_error(StatusCode::BAD_GATEWAY));
         };
+        let dynamodb = dynamodb_action(&parts.headers);
         if matches!(fault, Fault::ResetAfter) {
-            // The emulator acted on it; let the answer go and drop the connection.
-            let _ = answer.bytes().await;
+            // The emulator acted on it (and billed it); let the answer go and drop the
+            // connection.
+            let size = answer.bytes().await.map_or(0, |b| b.len() as u64);
+            if let Some(action) = dynamodb {
+                self.counts.capacity.count(action, &body, size);
+            }
             self.counts.resets_after.fetch_add(1, Ordering::Relaxed);
             return Err(Reset);
         }
         let Some(response) = proxy::answer(answer).await else {
             return Ok(server_error(StatusCode::BAD_GATEWAY));
         };
+        if let Some(action) = dynamodb {
+            let size = hyper::body::Body::size_hint(response.body())
+                .exact()
+                .unwrap_or(0);
+            self.counts.capacity.count(action, &body, size);
+        }
         self.counts.passed.fetch_add(1, Ordering::Relaxed);
         Ok(response)
     }
+}
+
+/// `UpdateItem` of `X-Amz-Target: DynamoDB_20120810.UpdateItem`.
+fn dynamodb_action(headers: &hyper::HeaderMap) -> Option<&str> {
+    headers
+        .get("x-amz-target")?
+        .to_str()
+        .ok()?
+        .strip_prefix("DynamoDB_20120810.")
 }
 
 /// `Action=…` of a query-protocol (SNS) request body.

@@ -87,6 +87,8 @@ pub struct FunctionProcess {
     busy: Mutex<()>,
     client: reqwest::Client,
     restarts: AtomicU64,
+    /// Invocations and the milliseconds they took, rounded up each as Lambda bills them.
+    usage: (AtomicU64, AtomicU64),
 }
 
 /// What it takes to start an instance again.
@@ -221,7 +223,17 @@ impl FunctionProcess {
                 .build()
                 .map_err(std::io::Error::other)?,
             restarts: AtomicU64::new(0),
+            usage: (AtomicU64::new(0), AtomicU64::new(0)),
         })
+    }
+
+    /// Invocations so far and their billed milliseconds (each rounded up to a millisecond),
+    /// timed from the request to the answer: the cost model's Lambda duration.
+    pub fn usage(&self) -> (u64, u64) {
+        (
+            self.usage.0.load(Ordering::Relaxed),
+            self.usage.1.load(Ordering::Relaxed),
+        )
     }
 
     /// The emulator's process id, while it runs.
@@ -284,6 +296,9 @@ impl FunctionProcess {
             .bytes()
             .await
             .map_err(|e| InvokeError::Transport(e.to_string()))?;
+        let took = u64::try_from(started.elapsed().as_micros().div_ceil(1000)).unwrap_or(0);
+        self.usage.0.fetch_add(1, Ordering::Relaxed);
+        self.usage.1.fetch_add(took, Ordering::Relaxed);
         if !status.is_success() {
             // The emulator answers 502 when the function process dies mid-invocation.
             return Err(InvokeError::Function {
