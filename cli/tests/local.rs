@@ -210,12 +210,16 @@ async fn two_thousand_events_at_5_percent_faults_all_succeed_once_after_the_dlq_
         + calls("DynamoDB_20120810.DeleteItem");
     let units = cost["write_units_per_event"].as_f64().expect("write units") * 2000.0;
     let not_forwarded = s["faults"]["server_errors"].as_f64().expect("5xx")
-        + s["faults"]["resets_before"].as_f64().expect("resets before");
+        + s["faults"]["resets_before"]
+            .as_f64()
+            .expect("resets before");
     assert!(
         units <= writes + 1.0 && units >= writes - not_forwarded - 1.0,
         "{units} units, {writes} writes, {not_forwarded} calls not forwarded: {cost:#}"
     );
-    let largest = cost["largest_ledger_item_bytes"].as_u64().expect("item size");
+    let largest = cost["largest_ledger_item_bytes"]
+        .as_u64()
+        .expect("item size");
     assert!((100..1024).contains(&largest), "{cost:#}");
     let parts: f64 = cost["mailroom_by_part"]
         .as_object()

@@ -25,6 +25,21 @@ where
         F: Fn(Message<T>) -> Fut,
         Fut: Future<Output = Result<(), Failure>>,
     {
+        match self.take_lease(ledger, &task, w).await {
+            Ok((w, owner)) => self.after_lease(ledger, task, owner, w).await,
+            Err(d) => d,
+        }
+    }
+
+    /// Takes the task's lease for the record, and says whose it is; the record comes back
+    /// finished when it must not run (the task succeeded here already, another invocation
+    /// holds it, the ledger refuses or cannot be reached).
+    pub(crate) async fn take_lease(
+        &self,
+        ledger: &Ledger,
+        task: &str,
+        w: Work,
+    ) -> Result<(Work, String), Done> {
         let consumer = self.engine.config.consumer.as_str();
         let owner = self.engine.lease_owner();
         let now = ledger.clock().now_ms();
@@ -37,7 +52,7 @@ where
                 .unwrap_or(self.engine.config.lease));
         let published = w.received.meta.first_seen_ms();
         match ledger
-            .acquire(&task, consumer, &owner, until, published)
+            .acquire(task, consumer, &owner, until, published)
             .await
         {
             Ok(Lease::Acquired { attempt }) => {
@@ -45,7 +60,7 @@ where
             }
             Ok(Lease::AlreadySucceeded) => {
                 tracing::info!("duplicate: the task already succeeded here; skipped");
-                return done(w, Outcome::Duplicate, Backoff::QueueDefault);
+                return Err(done(w, Outcome::Duplicate, Backoff::QueueDefault));
             }
             Ok(Lease::Held { until_ms }) => {
                 let wait =
@@ -54,24 +69,47 @@ where
                     lease_until_ms = until_ms,
                     "another invocation holds the task's lease; retrying later"
                 );
-                return fail(
+                return Err(fail(
                     w,
                     format!("ledger: lease held by another invocation until {until_ms}"),
                     Cause::LeaseHeld,
                     Backoff::After(wait),
-                );
+                ));
             }
             Err(e) if e.is_invalid_input() => {
                 // No delivery of this record can ever take a lease: poison, with the reason,
                 // rather than retried until redrive moves it without one.
                 tracing::error!(error = %e, "the ledger refuses this record's task; poison");
-                return Box::pin(self.poison(w, format!("ledger: {e}"))).await;
+                return Err(Box::pin(self.poison(w, format!("ledger: {e}"))).await);
             }
             Err(e) => {
                 tracing::error!(error = %e, retryable = e.is_retryable(), "ledger unavailable; not running the record unguarded");
-                return fail(w, format!("ledger: {e}"), Cause::Ledger, Backoff::Policy);
+                return Err(fail(
+                    w,
+                    format!("ledger: {e}"),
+                    Cause::Ledger,
+                    Backoff::Policy,
+                ));
             }
         }
+        Ok((w, owner))
+    }
+
+    /// Runs a record whose lease `owner` holds, and records the outcome in the ledger.
+    pub(crate) async fn after_lease<T, Fut>(
+        &self,
+        ledger: &Ledger,
+        task: String,
+        owner: String,
+        w: Work,
+    ) -> Done
+    where
+        T: DeserializeOwned,
+        F: Fn(Message<T>) -> Fut,
+        Fut: Future<Output = Result<(), Failure>>,
+    {
+        let consumer = self.engine.config.consumer.as_str();
+
         let d = self.attempt(w).await;
         // Once the work is done, its record is what keeps a redelivery from doing it again:
         // a transient ledger error is tried again (four tries in all, 50 ms apart and

@@ -262,7 +262,17 @@ impl<Q: QueuePort> Engine<Q> {
         };
         let limit = self.config.concurrency;
         let records = records.into_iter().enumerate();
-        let mut done: Vec<Done> = if !fifo {
+        let guarded = self.ledger.as_ref().filter(|_| self.config.leases);
+        let mut done: Vec<Done> = if let (false, Some(ledger)) = (fifo, guarded) {
+            // Two waves: every lease, LEASE_FANOUT at a time; then the records, `limit` at a
+            // time, each writing its outcome as it finishes. A record waits on one round of
+            // lease writes, however far down the batch it is.
+            let prepared: Vec<run::Prepared> = pool(records, run::LEASE_FANOUT, |r| {
+                ctx.prepare(ledger, take_apart(r))
+            })
+            .await;
+            pool(prepared.into_iter(), limit, |p| ctx.finish(ledger, p)).await
+        } else if !fifo {
             // Each record is taken apart by the worker that runs it, not all up front.
             pool(records, limit, |r| ctx.run(take_apart(r))).await
         } else {

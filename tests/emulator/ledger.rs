@@ -668,3 +668,81 @@ async fn without_the_lease_a_consumer_skips_what_succeeded_and_writes_only_outco
     assert_eq!(capacity.item_writes.load(Ordering::Relaxed), 2);
     assert_eq!(capacity.read_units(), 3.0, "three consistent reads");
 }
+
+#[tokio::test]
+async fn a_batchs_leases_are_one_wave_before_its_records_run() {
+    // GIVEN a guarded consumer running two records at a time, its ledger calls counted by a
+    // proxy, and a batch of 40 tasks
+    let bed = TestBed::new().await;
+    let direct = bed.ledger(Arc::new(SystemClock)).await;
+    let proxy = mailroom_local::faults::FaultyEndpoint::start(
+        crate::helpers::endpoint(),
+        mailroom_local::faults::FaultPlan::mix(0.0),
+        4,
+    )
+    .await
+    .expect("proxy");
+    let counted = mailroom_lambda::ledger::Ledger::new(
+        aws_sdk_dynamodb::Client::new(&mailroom_local::emulator_config(proxy.endpoint()).await),
+        direct.table(),
+    );
+    let (queue, _dlq) = bed.queue_with_dlq("waves", 5, 30).await;
+    let (engine, _) = bed.engine(|c| {
+        c.consumer = "billing".into();
+        c.concurrency = 2;
+    });
+    let engine = engine.with_ledger(counted);
+    for i in 0..40 {
+        bed.send(
+            &queue,
+            &envelope(&format!("wave-{i}"), &order_json(&format!("o-{i}"), 100)),
+            &[],
+        )
+        .await;
+    }
+    // The writes the proxy had seen when each record started to run.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handler = |_: Message<Order>| {
+        let (seen, proxy) = (seen.clone(), &proxy);
+        let writes = proxy.counts().capacity.item_writes.load(Ordering::Relaxed);
+        seen.lock().expect("lock").push(writes);
+        async { Ok::<(), Failure>(()) }
+    };
+
+    // WHEN the tasks run, in batches of up to ten
+    let writes = || proxy.counts().capacity.item_writes.load(Ordering::Relaxed);
+    let mut ran = 0;
+    while ran < 40 {
+        seen.lock().expect("lock").clear();
+        let before = writes();
+        let run = bed.invoke(&queue, &engine, handler).await;
+        let batch = run.report.records.len() as u64;
+        assert!(batch > 0, "the queue ran dry at {ran}");
+        ran += run.report.records.len();
+
+        // THEN no record ran before every lease of its batch was written (a record waits on
+        // one round of lease writes; with each worker taking its own record's lease, the
+        // first to run would have seen one or two)
+        let first = seen.lock().expect("lock").iter().copied().min();
+        assert_eq!(
+            first,
+            Some(before + batch),
+            "a batch of {batch}: {:?}",
+            seen.lock().expect("lock")
+        );
+    }
+
+    // AND each record cost two writes, its lease and its outcome
+    assert_eq!(
+        proxy.counts().capacity.item_writes.load(Ordering::Relaxed),
+        80
+    );
+    for i in [0, 17, 39] {
+        let e = direct
+            .get(&format!("wave-{i}"), "billing")
+            .await
+            .expect("ledger call")
+            .expect("recorded");
+        assert_eq!(e.state, State::Succeeded);
+    }
+}

@@ -250,16 +250,23 @@ async fn a_send_failing_midway_loses_nothing_and_a_rerun_finishes_the_job() {
         .await
         .expect("replay");
 
-    // THEN the failed batch is reported, visible in the DLQ again, and every message is somewhere
-    assert_eq!((first.moved, first.failed), (15, 10), "{first:?}");
-    assert_eq!(bed.depth(&dlq).await, (10, 0));
-    assert_eq!(bed.depth(&queue).await, (15, 0));
+    // THEN the failed batch is reported, visible in the DLQ again, and every message is
+    // somewhere (how many the failed batch held depends on what its receive returned, and
+    // which batch is second on which pipeline: SQS returns up to ten, not always ten)
+    assert_eq!(first.moved + first.failed, 25, "{first:?}");
+    assert!((1..=10).contains(&first.failed), "{first:?}");
+    assert_eq!(bed.depth(&dlq).await, (first.failed as u64, 0));
+    assert_eq!(bed.depth(&queue).await, (first.moved as u64, 0));
 
     // AND a re-run moves the rest: all 25 are in the target, none lost, none left behind
     let second = replay(&port, &allowed, &ReplayRequest::new(dlq.url.clone()))
         .await
         .expect("replay");
-    assert_eq!((second.moved, second.failed), (10, 0), "{second:?}");
+    assert_eq!(
+        (second.moved, second.failed),
+        (first.failed, 0),
+        "{second:?}"
+    );
     assert_eq!(bed.depth(&dlq).await, (0, 0));
     assert_eq!(bodies(&bed.drain_visible(&queue, 30).await), all);
 }
