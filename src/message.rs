@@ -224,7 +224,7 @@ impl RecordMeta {
     }
 
     fn attribute(&self, name: &str) -> Option<AttributeRef<'_>> {
-        if let Some(a) = self.sqs_attributes.get(name) {
+        if let Some(a) = small_get(&self.sqs_attributes, name) {
             let data_type = a.data_type.as_deref().unwrap_or("String");
             if let Some(s) = a.string_value.as_deref() {
                 return Some(AttributeRef {
@@ -241,7 +241,7 @@ impl RecordMeta {
         }
         self.sns
             .as_ref()
-            .and_then(|s| s.attributes.get(name))
+            .and_then(|s| small_get(&s.attributes, name))
             .map(|a| AttributeRef {
                 data_type: &a.data_type,
                 value: AttributeValue::Text(&a.value),
@@ -435,12 +435,11 @@ impl Received {
             message_attributes,
             ..
         } = record;
-        let receive_count = attributes
-            .get("ApproximateReceiveCount")
+        let receive_count = small_get(&attributes, "ApproximateReceiveCount")
             .and_then(|v| v.parse().ok())
             .unwrap_or(1);
-        let sent_at_ms = attributes.get("SentTimestamp").and_then(|v| v.parse().ok());
-        let group_id = attributes.get("MessageGroupId").cloned();
+        let sent_at_ms = small_get(&attributes, "SentTimestamp").and_then(|v| v.parse().ok());
+        let group_id = small_get(&attributes, "MessageGroupId").cloned();
 
         // One read of the envelope tells a notification from a control message.
         let envelope = body.as_deref().and_then(SnsEnvelope::read);
@@ -499,6 +498,18 @@ impl Received {
             source,
         })
     }
+}
+
+/// A value of a small map by its key, found by comparing keys: an SQS record's handful of
+/// attributes are found faster so than by hashing the key (`SipHash`) for each lookup.
+fn small_get<'a, V, S>(map: &'a std::collections::HashMap<String, V, S>, key: &str) -> Option<&'a V>
+where
+    S: std::hash::BuildHasher,
+{
+    if map.len() > 8 {
+        return map.get(key);
+    }
+    map.iter().find_map(|(k, v)| (k == key).then_some(v))
 }
 
 fn resolve_task_id(
