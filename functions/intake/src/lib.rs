@@ -125,8 +125,9 @@ impl Intake {
         self
     }
 
-    /// The age of the consumers' backlog, read at most every five seconds; `None` when
-    /// nothing waits or the ledger cannot say (the intake does not refuse work on a guess).
+    /// The age of the consumers' backlog (the ledger's oldest `RECEIVED` pair), read at most
+    /// every five seconds; `None` when nothing waits or the ledger cannot say (the intake does
+    /// not refuse work on a guess).
     async fn backlog_age(&self) -> Option<Duration> {
         let mut cached = self.backlog.lock().await;
         if let Some((at, age)) = *cached
@@ -178,10 +179,9 @@ impl Intake {
     }
 
     async fn accept(&self, kind: &str, request: &Request) -> Response {
-        let backlog = match self.slo {
-            Some(_) => self.backlog_age().await,
-            None => None,
-        };
+        // The backlog's age says when a new task is likely to be picked up: the 202's
+        // Retry-After (when to look at its status), and the 429's objective.
+        let backlog = self.backlog_age().await;
         if let (Some(slo), Some(age)) = (self.slo, backlog)
             && age > slo
         {
@@ -320,11 +320,13 @@ impl Intake {
         }
         let status_url = format!("{}/tasks/{}", request.base_url, encode_segment(&task_id));
         tracing::info!(task_id, kind, "accepted");
+        // Work published now waits about as long as the oldest waiting task has: look then.
+        let look_after = backlog.map_or(1, |age| age.as_secs().clamp(1, 60));
         Response {
             status: 202,
             headers: vec![
                 ("location", status_url.clone()),
-                ("retry-after", "1".into()),
+                ("retry-after", look_after.to_string()),
             ],
             body: json!({ "task_id": task_id, "status": "ACCEPTED", "status_url": status_url }),
         }

@@ -377,3 +377,39 @@ async fn while_the_backlog_is_older_than_the_objective_new_work_gets_429_with_re
     assert_eq!(accepted.status, 202, "{}", accepted.body);
     assert_eq!(b.arrived().await.len(), 1);
 }
+
+#[tokio::test]
+async fn the_202s_retry_after_is_the_age_of_the_consumers_backlog() {
+    // GIVEN a task registered 20 s ago and not yet picked up by its consumer
+    let b = bed().await;
+    let now = mailroom_lambda::clock::Clock::now_ms(&SystemClock);
+    b.ledger
+        .register("queued", "billing", Some(now - 20_000))
+        .await
+        .expect("registered");
+
+    // WHEN an order is posted (no back-pressure objective: it is accepted)
+    let accepted = b
+        .intake()
+        .handle(&post("order.placed", ORDER, &[("idempotency-key", "ra-1")]))
+        .await;
+
+    // THEN 202, and Retry-After says to look at its status when the backlog has cleared
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    let wait: u64 = header(&accepted, "retry-after")
+        .expect("retry-after")
+        .parse()
+        .expect("seconds");
+    assert!((19..=22).contains(&wait), "{wait}");
+
+    // AND with nothing waiting, one second
+    b.ledger
+        .acquire("queued", "billing", "owner", now + 60_000, None)
+        .await
+        .expect("lease");
+    let fresh = b
+        .intake()
+        .handle(&post("order.placed", ORDER, &[("idempotency-key", "ra-2")]))
+        .await;
+    assert_eq!(header(&fresh, "retry-after"), Some("1"));
+}
