@@ -98,6 +98,11 @@ async fn a_consumer_in_its_own_repository_runs_with_local_up_template() {
         ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("mailroom local up --template template.yaml") && !said.contains("local demo"),
+        "the next steps are the application's own: {said}"
+    );
 
     // THEN its template is clean for SAM's validator and cfn-lint
     venv_tool(

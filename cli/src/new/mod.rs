@@ -186,6 +186,9 @@ fn consumer(args: &ConsumerArgs) -> anyhow::Result<()> {
             .replace("__ID__", &id)
             .replace("__OPTIONS__\n", &options)
     };
+    // Mailroom's own template has the monitor and the demo's topology; an application of
+    // its own (`mailroom new app`) runs with `local up --template`.
+    let mailroom_template = template.contains("\n  TaskMonitorFunction:");
     let template = with_block(&template, &fill(BLOCK))?;
 
     std::fs::create_dir_all(dir.join("src"))?;
@@ -217,12 +220,18 @@ fn consumer(args: &ConsumerArgs) -> anyhow::Result<()> {
         "added {id} to template.yaml: {DEFINITION} with its queue, DLQ, subscription ({admits}{}), function and alarms",
         if args.raw { ", raw delivery" } else { "" }
     );
-    println!(
-        "the task monitor and dlq-replay find it on the events topic by its queue's tag: nothing else to edit"
-    );
+    if mailroom_template {
+        println!(
+            "the task monitor and dlq-replay find it on the events topic by its queue's tag: nothing else to edit"
+        );
+    }
     println!("next:");
     println!("  cargo test -p {name}");
-    println!("  cargo build --bins && mailroom local demo");
+    if mailroom_template {
+        println!("  cargo build --bins && mailroom local demo");
+    } else {
+        println!("  cargo build --bins && mailroom local up --template template.yaml");
+    }
     println!("  sam build && sam deploy");
     Ok(())
 }
