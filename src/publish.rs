@@ -207,6 +207,11 @@ impl Event {
             entry = entry
                 .set_message_group_id(self.group_id.clone())
                 .message_deduplication_id(&self.task_id);
+        } else if let Some(tenant) = &self.tenant {
+            // On a standard topic the tenant is the message group: SNS passes it to the
+            // subscribed queues, and SQS fair queues keep one tenant's burst from delaying
+            // the others' messages.
+            entry = entry.message_group_id(tenant);
         }
         entry
             .build()

@@ -195,3 +195,50 @@ async fn an_event_over_the_size_limit_is_refused_before_sending_and_the_rest_are
     assert_eq!(bodies.len(), 2);
     assert!(bodies.iter().all(|b| !b.contains("o-big")));
 }
+
+#[tokio::test]
+async fn on_a_standard_topic_the_tenant_travels_as_the_message_group_for_fair_queues() {
+    // GIVEN a standard topic and queue, and two events, one with a tenant
+    let bed = TestBed::new().await;
+    let topic = bed.topic("publish-tenant").await;
+    let (queue, _dlq) = bed.queue_with_dlq("publish-tenant", 5, 30).await;
+    bed.subscribe(&topic, &queue, true).await;
+    let publisher = Publisher::new(bed.sns.clone(), &topic);
+    let events = [
+        Event::from_json("order.placed", order_json("o-acme", 100)).with_tenant("acme"),
+        Event::from_json("order.placed", order_json("o-none", 100)),
+    ];
+
+    // WHEN they are published
+    let report = publisher.publish(&events).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+
+    // THEN the queue's messages carry the tenant as their MessageGroupId (read from SQS's
+    // own system attributes), and the one without a tenant has none
+    let messages = bed.drain_visible(&queue, 10).await;
+    let mut groups: Vec<(String, Option<String>)> = messages
+        .iter()
+        .map(|m| {
+            let body: serde_json::Value =
+                serde_json::from_str(m.body().expect("body")).expect("the raw event");
+            let group = m
+                .attributes()
+                .and_then(|a| {
+                    a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId)
+                })
+                .cloned();
+            (
+                body["order_id"].as_str().expect("order id").to_owned(),
+                group,
+            )
+        })
+        .collect();
+    groups.sort();
+    assert_eq!(
+        groups,
+        [
+            ("o-acme".to_owned(), Some("acme".to_owned())),
+            ("o-none".to_owned(), None)
+        ]
+    );
+}
