@@ -582,11 +582,15 @@ async fn a_success_whose_ledger_write_fails_past_the_sdks_retries_is_written_on_
     assert_eq!(entry.state, State::Succeeded);
 }
 
-#[tokio::test]
-async fn without_the_lease_a_consumer_skips_what_succeeded_and_writes_only_outcomes() {
-    // GIVEN a consumer with MAILROOM_LEASE=off, its ledger calls counted by a proxy, and a
-    // task that already succeeded there
-    let bed = TestBed::new().await;
+/// A ledger table read directly, and the same table through a proxy that counts every call
+/// (the engine's view, counted independently of the engine's own bookkeeping).
+async fn counted_ledger(
+    bed: &TestBed,
+) -> (
+    mailroom_lambda::ledger::Ledger,
+    mailroom_local::faults::FaultyEndpoint,
+    mailroom_lambda::ledger::Ledger,
+) {
     let direct = bed.ledger(Arc::new(SystemClock)).await;
     let proxy = mailroom_local::faults::FaultyEndpoint::start(
         crate::helpers::endpoint(),
@@ -599,6 +603,15 @@ async fn without_the_lease_a_consumer_skips_what_succeeded_and_writes_only_outco
         aws_sdk_dynamodb::Client::new(&mailroom_local::emulator_config(proxy.endpoint()).await),
         direct.table(),
     );
+    (direct, proxy, counted)
+}
+
+#[tokio::test]
+async fn without_the_lease_a_consumer_skips_what_succeeded_and_writes_only_outcomes() {
+    // GIVEN a consumer with MAILROOM_LEASE=off, its ledger calls counted by a proxy, and a
+    // task that already succeeded there
+    let bed = TestBed::new().await;
+    let (direct, proxy, counted) = counted_ledger(&bed).await;
     direct
         .succeed("task-done", "billing")
         .await
@@ -674,18 +687,7 @@ async fn a_batchs_leases_are_one_wave_before_its_records_run() {
     // GIVEN a guarded consumer running two records at a time, its ledger calls counted by a
     // proxy, and a batch of 40 tasks
     let bed = TestBed::new().await;
-    let direct = bed.ledger(Arc::new(SystemClock)).await;
-    let proxy = mailroom_local::faults::FaultyEndpoint::start(
-        crate::helpers::endpoint(),
-        mailroom_local::faults::FaultPlan::mix(0.0),
-        4,
-    )
-    .await
-    .expect("proxy");
-    let counted = mailroom_lambda::ledger::Ledger::new(
-        aws_sdk_dynamodb::Client::new(&mailroom_local::emulator_config(proxy.endpoint()).await),
-        direct.table(),
-    );
+    let (direct, proxy, counted) = counted_ledger(&bed).await;
     let (queue, _dlq) = bed.queue_with_dlq("waves", 5, 30).await;
     let (engine, _) = bed.engine(|c| {
         c.consumer = "billing".into();
