@@ -108,34 +108,33 @@ where
         F: Fn(Message<T>) -> Fut,
         Fut: Future<Output = Result<(), Failure>>,
     {
-        let consumer = self.engine.config.consumer.as_str();
-
         let d = self.attempt(w).await;
-        // Once the work is done, its record is what keeps a redelivery from doing it again:
-        // a transient ledger error is tried again (four tries in all, 50 ms apart and
-        // doubling) before the pair is left to its lease.
-        let mut written = record(ledger, &task, consumer, Some(&owner), &d.report.outcome).await;
+        // Once the work is done, its record is what keeps a redelivery from doing it again.
+        self.record_outcome(ledger, &task, Some(&owner), &d).await;
+        d
+    }
+
+    /// Writes `d`'s outcome, trying a transient error again (four tries in all, 50 ms apart
+    /// and doubling). If it still fails, the message's fate stands (deleting a success is
+    /// right even so); the pair stays open (until its lease runs out, when there is one),
+    /// where the monitor's sweep sees it, and the failure is counted.
+    async fn record_outcome(&self, ledger: &Ledger, task: &str, owner: Option<&str>, d: &Done) {
+        let consumer = self.engine.config.consumer.as_str();
+        let outcome = &d.report.outcome;
+        let mut written = record(ledger, task, consumer, owner, outcome).await;
         for pause in [50, 100, 200] {
             if !matches!(&written, Err(e) if e.is_retryable()) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(pause)).await;
-            written = record(ledger, &task, consumer, Some(&owner), &d.report.outcome).await;
+            written = record(ledger, task, consumer, owner, outcome).await;
         }
         if let Err(e) = written {
-            // The message's fate stands (deleting a success is right even so); the pair stays
-            // IN_PROGRESS until its lease runs out, where the monitor's sweep sees it.
-            tracing::error!(error = %e, outcome = ?d.report.outcome, "ledger: could not record the outcome");
+            tracing::error!(error = %e, outcome = ?outcome, "ledger: could not record the outcome");
             self.ledger_errors.fetch_add(1, Ordering::Relaxed);
         }
-        d
     }
-}
 
-impl<Q, F> RunCtx<'_, Q, F>
-where
-    Q: QueuePort,
-{
     /// Without the lease (`MAILROOM_LEASE=off`): skips a task that already succeeded here
     /// (one consistent read), runs the record, and records the outcome. No write before the
     /// run, so two deliveries of one task at the same moment may both run it.
@@ -164,18 +163,7 @@ where
         let d = self.attempt(w).await;
         // No lease is held: the outcome's write yields to another delivery's live lease, as a
         // writer without one must, and never undoes a success.
-        let mut written = record(ledger, &task, consumer, None, &d.report.outcome).await;
-        for pause in [50, 100, 200] {
-            if !matches!(&written, Err(e) if e.is_retryable()) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(pause)).await;
-            written = record(ledger, &task, consumer, None, &d.report.outcome).await;
-        }
-        if let Err(e) = written {
-            tracing::error!(error = %e, outcome = ?d.report.outcome, "ledger: could not record the outcome");
-            self.ledger_errors.fetch_add(1, Ordering::Relaxed);
-        }
+        self.record_outcome(ledger, &task, None, &d).await;
         d
     }
 }
