@@ -31,6 +31,7 @@
 
 pub mod aws;
 pub mod backoff;
+pub mod breaker;
 pub mod clock;
 pub mod config;
 pub mod engine;

@@ -12,6 +12,8 @@ use std::time::Duration;
 pub struct Failure {
     pub(crate) kind: FailureKind,
     pub(crate) reason: String,
+    /// What failed, for the circuit breaker; `None`: the consumer itself.
+    pub(crate) dependency: Option<String>,
 }
 
 /// The two kinds of failure.
@@ -40,6 +42,7 @@ impl Failure {
         Self {
             kind: FailureKind::Retry(Backoff::Policy),
             reason: reason.to_string(),
+            dependency: None,
         }
     }
 
@@ -48,6 +51,7 @@ impl Failure {
         Self {
             kind: FailureKind::Retry(Backoff::After(delay)),
             reason: reason.to_string(),
+            dependency: None,
         }
     }
 
@@ -56,6 +60,7 @@ impl Failure {
         Self {
             kind: FailureKind::Poison,
             reason: reason.to_string(),
+            dependency: None,
         }
     }
 
@@ -66,6 +71,19 @@ impl Failure {
             self.kind = FailureKind::Retry(Backoff::QueueDefault);
         }
         self
+    }
+
+    /// Names the dependency that failed (a host, a partner API), so the circuit breaker
+    /// counts the failure against it; unnamed failures count against the consumer itself.
+    #[must_use]
+    pub fn on(mut self, dependency: impl Into<String>) -> Self {
+        self.dependency = Some(dependency.into());
+        self
+    }
+
+    /// The dependency the failure names, if any.
+    pub fn dependency(&self) -> Option<&str> {
+        self.dependency.as_deref()
     }
 
     /// The kind of failure.
@@ -157,6 +175,9 @@ pub enum Cause {
     /// The record itself (not its body) is not a well-formed SQS record: it was not run, and
     /// comes back until the queue's redrive moves it to the DLQ.
     Malformed,
+    /// Not run: the circuit breaker of a dependency is open (or another environment runs its
+    /// probe); it comes back when the cool-down ends.
+    Held,
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ impl<Q: QueuePort> Engine<Q> {
                 };
                 let secs = match d.backoff {
                     Backoff::Policy => self.config.backoff.as_ref().map(|p: &BackoffPolicy| {
-                        clamp_visibility(p.delay(d.receive_count, &mut rng))
+                        clamp_visibility(p.delay(d.report.meta.receive_count, &mut rng))
                     }),
                     Backoff::After(delay) => Some(clamp_visibility(delay)),
                     Backoff::QueueDefault => None,

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::backoff::BackoffPolicy;
+use crate::breaker::BreakerPolicy;
 use crate::config::{ConfigError, Env};
 use crate::message::{TASK_ID_FORMS, TaskIdSource};
 use crate::sqs::QueueUrl;
@@ -60,6 +61,9 @@ pub struct EngineConfig {
     /// of one task at the same moment may both run. For consumers whose side effect is
     /// idempotent in itself (a receiver that deduplicates on the task id).
     pub leases: bool,
+    /// The circuit breaker (`MAILROOM_BREAKER=on` and its variables, [`BreakerPolicy`]); it
+    /// keeps its state in the ledger, so it needs `MAILROOM_LEDGER_TABLE`.
+    pub breaker: Option<BreakerPolicy>,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +83,7 @@ impl Default for EngineConfig {
             ledger_table: None,
             lease: Duration::from_secs(900),
             leases: true,
+            breaker: None,
         }
     }
 }
@@ -106,6 +111,18 @@ impl EngineConfig {
                 cap.unwrap_or(Duration::from_secs(900)),
             ))
         };
+        let breaker = BreakerPolicy::from_env(env)?;
+        if breaker.is_some() && env.string("MAILROOM_LEDGER_TABLE").is_none() {
+            return Err(ConfigError::invalid(
+                "MAILROOM_BREAKER",
+                "on",
+                "off without a ledger",
+                Some(
+                    "the circuit breaker keeps its state in the ledger: set MAILROOM_LEDGER_TABLE too"
+                        .to_owned(),
+                ),
+            ));
+        }
         Ok(Self {
             consumer: env
                 .string("MAILROOM_CONSUMER")
@@ -134,6 +151,7 @@ impl EngineConfig {
                 .positive("MAILROOM_LEASE_SECS")?
                 .map_or(d.lease, Duration::from_secs),
             leases: env.choice("MAILROOM_LEASE", &["on", "off"])? != Some("off"),
+            breaker,
         })
     }
 }

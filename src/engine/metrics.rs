@@ -17,8 +17,10 @@ impl<Q: QueuePort> Engine<Q> {
         ages: &Ages,
         cold_start: bool,
         ledger_errors: u32,
+        breaker_open: Option<bool>,
     ) {
         let mut counts = [0u32; 6];
+        let mut held = 0u32;
         // Poison copies that could not carry their whole reason (the reason is in the log).
         let mut reason_dropped = 0u32;
         for r in &report.records {
@@ -37,6 +39,13 @@ impl<Q: QueuePort> Engine<Q> {
                 Outcome::Skipped { .. } => 5,
             };
             counts[slot] += 1;
+            held += u32::from(matches!(
+                r.outcome,
+                Outcome::Failed {
+                    cause: Cause::Held,
+                    ..
+                }
+            ));
         }
         let [succeeded, retried, poisoned, failed, duplicates, skipped] = counts;
         tracing::info!(
@@ -47,6 +56,7 @@ impl<Q: QueuePort> Engine<Q> {
             retried,
             poisoned,
             failed,
+            held,
             reported_failed = report.response.batch_item_failures.len(),
             duration_ms = took.as_millis(),
             cold_start,
@@ -77,6 +87,13 @@ impl<Q: QueuePort> Engine<Q> {
             )
             .metric("ColdStart", Unit::Count, if cold_start { 1.0 } else { 0.0 })
             .metric("LedgerWriteFailed", Unit::Count, f64::from(ledger_errors));
+        if let Some(open) = breaker_open {
+            // Records the circuit breaker held back, and whether a breaker was open (or
+            // half-open) for this batch.
+            emf = emf
+                .metric("BreakerHeld", Unit::Count, f64::from(held))
+                .metric("BreakerOpen", Unit::Count, if open { 1.0 } else { 0.0 });
+        }
         if let Some(age) = ages.queue_ms {
             emf = emf.metric("MessageAge", Unit::Milliseconds, age);
         }

@@ -8,6 +8,7 @@
 //! come back. It never reports an empty or unknown `itemIdentifier`.
 
 mod backoff;
+mod breaker;
 mod config;
 mod dead_letter;
 mod deadline;
@@ -41,6 +42,7 @@ use crate::sqs::{QueueArn, QueuePort, QueueUrl, SqsError, SqsQueues};
 use metrics::Ages;
 use pool::{group_by_message_group, pool};
 use report::build_report;
+use breaker::{Gate, hold};
 use run::{Done, RunCtx};
 
 /// Looked up once per queue per cold start.
@@ -70,6 +72,8 @@ pub struct Engine<Q> {
     directives: [std::sync::OnceLock<Option<Box<serde_json::value::RawValue>>>; 4],
     /// Idempotency, when configured.
     ledger: Option<Ledger>,
+    /// The circuit breaker's recent outcomes in this execution environment.
+    windows: Mutex<crate::breaker::Windows>,
 }
 
 /// One record on its way through the engine.
@@ -113,6 +117,7 @@ impl<Q: QueuePort> Engine<Q> {
             rng: Mutex::new(rng),
             directives: Default::default(),
             ledger: None,
+            windows: Mutex::default(),
         }
     }
 
@@ -261,7 +266,21 @@ impl<Q: QueuePort> Engine<Q> {
             ledger_errors: std::sync::atomic::AtomicU32::new(0),
         };
         let limit = self.config.concurrency;
-        let records = records.into_iter().enumerate();
+        let breaker = self.config.breaker.as_ref().zip(self.ledger.as_ref());
+        let gate = match breaker {
+            Some((policy, ledger)) => Some(self.gate(policy, ledger, deadline).await),
+            None => None,
+        };
+        let mut records: Vec<(usize, Incoming)> = records.into_iter().enumerate().collect();
+        let held: Vec<Done> = match &gate {
+            Some(Gate::Hold { delay, reason }) => hold(records.drain(..), *delay, reason, &take_apart),
+            Some(Gate::Probe { delay, dependency, .. }) => {
+                let reason = format!("circuit half-open: {dependency} is being probed");
+                hold(records.drain(records.len().min(1)..), *delay, &reason, &take_apart)
+            }
+            Some(Gate::Run) | None => Vec::new(),
+        };
+        let records = records.into_iter();
         let guarded = self.ledger.as_ref().filter(|_| self.config.leases);
         let mut done: Vec<Done> = if let (false, Some(ledger)) = (fifo, guarded) {
             // Two waves: every lease, LEASE_FANOUT at a time; then the records, `limit` at a
@@ -289,13 +308,18 @@ impl<Q: QueuePort> Engine<Q> {
                 .collect()
             }
         };
+        done.extend(held);
         done.sort_unstable_by_key(|d| d.index);
+        if let (Some((policy, ledger)), Some(gate)) = (breaker, &gate) {
+            self.after_gate(policy, ledger, gate, &done).await;
+        }
         let ages = Ages::of(&done);
 
         self.apply_backoff(source.as_ref(), &mut done).await;
         let report = build_report(done)?;
         let ledger_errors = ctx.ledger_errors.load(Ordering::Relaxed);
-        self.emit_metrics(&report, started.elapsed(), &ages, cold_start, ledger_errors);
+        let open = gate.map(|g| !matches!(g, Gate::Run));
+        self.emit_metrics(&report, started.elapsed(), &ages, cold_start, ledger_errors, open);
         Ok(report)
     }
 

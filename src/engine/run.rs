@@ -71,8 +71,10 @@ pub(crate) struct Done {
     pub(crate) index: usize,
     pub(crate) report: RecordReport,
     pub(crate) backoff: Backoff,
-    pub(crate) receive_count: u32,
     pub(crate) receipt_handle: Option<String>,
+    /// The dependency a transient failure named, for the circuit breaker (boxed: rare, and
+    /// every record carries the field).
+    pub(crate) dependency: Option<Box<str>>,
 }
 
 impl<Q, F> RunCtx<'_, Q, F>
@@ -266,8 +268,10 @@ where
             }
             Ok(Err(f)) => match f.kind {
                 FailureKind::Retry(backoff) => {
-                    tracing::warn!(reason = %f.reason, "retry");
-                    fail(w, f.reason, Cause::Retry, backoff)
+                    tracing::warn!(reason = %f.reason, dependency = f.dependency.as_deref(), "retry");
+                    let mut d = fail(w, f.reason, Cause::Retry, backoff);
+                    d.dependency = f.dependency.map(String::into_boxed_str);
+                    d
                 }
                 // Boxed: the rare poison path would otherwise enlarge every record's future.
                 FailureKind::Poison => Box::pin(self.poison(w, f.reason)).await,
@@ -288,7 +292,6 @@ where
 pub(crate) fn done(w: Work, outcome: Outcome, backoff: Backoff) -> Done {
     Done {
         index: w.index,
-        receive_count: w.received.meta.receive_count,
         report: RecordReport {
             index: w.index,
             outcome,
@@ -296,6 +299,7 @@ pub(crate) fn done(w: Work, outcome: Outcome, backoff: Backoff) -> Done {
         },
         backoff,
         receipt_handle: w.received.receipt_handle,
+        dependency: None,
     }
 }
 

@@ -17,7 +17,8 @@
 //! and the monitor's sweep costs O(open pairs), never a scan. `expires_at` is the TTL
 //! attribute; every write pushes it forward by the retention.
 //!
-//! Items whose `pk` starts with `#` are reserved for the monitor's own state.
+//! Items whose `pk` starts with `#` are reserved for the monitor's own state and the circuit
+//! breakers ([`Breaker`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -29,12 +30,14 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use crate::clock::{Clock, SystemClock, ms};
 
 mod accept;
+mod breaker;
 mod item;
 mod lease;
 mod marks;
 mod reads;
 
 pub use accept::{Acceptance, Accepted, TASK_MARKER, TaskStory};
+pub use breaker::{BREAKER_PARTITION, Breaker, BreakerState};
 use item::{entry, n, s};
 
 /// The sparse index over open pairs.

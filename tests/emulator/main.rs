@@ -2,6 +2,7 @@
 //! helpers, as in zero2prod's `tests/api`.
 
 mod backoff;
+mod breaker;
 mod discovery;
 mod fanout;
 mod helpers;

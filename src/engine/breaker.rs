@@ -1,0 +1,241 @@
+//! The circuit breaker around a batch: before it, whether its records run, are held, or one
+//! of them probes; after it, the outcomes counted and the breaker moved.
+
+use std::sync::PoisonError;
+use std::time::Duration;
+
+use super::run::Done;
+use super::{Deadline, Engine};
+use crate::breaker::BreakerPolicy;
+use crate::clock::ms;
+use crate::ledger::{BreakerState, Ledger};
+use crate::outcome::{Cause, Outcome};
+use crate::sqs::QueuePort;
+
+/// What the breaker lets a batch do.
+#[derive(Debug)]
+pub(crate) enum Gate {
+    /// Every record runs.
+    Run,
+    /// No record runs: each comes back after `delay`.
+    Hold {
+        /// Until the cool-down ends.
+        delay: Duration,
+        /// The reason given for each record.
+        reason: String,
+    },
+    /// The first record runs as the half-open probe; the rest come back after `delay`.
+    Probe {
+        /// The breaker being probed.
+        dependency: String,
+        /// This probe's claim.
+        prober: String,
+        /// The cool-down it opened with.
+        cooldown: Duration,
+        /// What opened it.
+        last_error: String,
+        /// When the held records come back.
+        delay: Duration,
+    },
+}
+
+impl<Q: QueuePort> Engine<Q> {
+    /// The gate for the next batch, from the consumer's breakers in the ledger. A ledger that
+    /// does not answer lets the batch run: the breaker protects the dependency, and the
+    /// records' own ledger calls decide whether they can run safely.
+    pub(crate) async fn gate(
+        &self,
+        policy: &BreakerPolicy,
+        ledger: &Ledger,
+        deadline: Deadline,
+    ) -> Gate {
+        let consumer = self.config.consumer.as_str();
+        let breakers = match ledger.breakers(Some(consumer)).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "circuit breaker state unknown; the batch runs");
+                return Gate::Run;
+            }
+        };
+        let now = ledger.clock().now_ms();
+        let open: Vec<_> = breakers
+            .iter()
+            .filter(|b| b.state != BreakerState::Closed)
+            .collect();
+        let base = policy.cooldown;
+        let reason = |b: &crate::ledger::Breaker| {
+            format!(
+                "circuit open: {} ({})",
+                b.dependency,
+                b.last_error.as_deref().unwrap_or("no error recorded")
+            )
+        };
+        // Held until the latest cool-down still running ends (a running probe: its claim,
+        // at most the first cool-down).
+        let waiting = open
+            .iter()
+            .filter(|b| !b.probe_due(now))
+            .map(|b| {
+                let until = match b.state {
+                    BreakerState::HalfOpen => b
+                        .probe_until_ms
+                        .unwrap_or(now)
+                        .min(now.saturating_add(ms(base))),
+                    _ => b.open_until_ms,
+                };
+                (until, *b)
+            })
+            .max_by_key(|(until, _)| *until);
+        if let Some((until, b)) = waiting {
+            return Gate::Hold {
+                delay: Duration::from_millis(until.saturating_sub(now)).max(Duration::from_secs(1)),
+                reason: reason(b),
+            };
+        }
+        let Some(b) = open.first() else {
+            return Gate::Run;
+        };
+        let prober = self.lease_owner();
+        let claim_until = now + ms(deadline.remaining().unwrap_or(self.config.lease));
+        match ledger
+            .claim_probe(consumer, &b.dependency, &prober, claim_until)
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(dependency = %b.dependency, "circuit half-open: one record probes");
+                Gate::Probe {
+                    dependency: b.dependency.clone(),
+                    prober,
+                    cooldown: Duration::from_millis(b.cooldown_ms),
+                    last_error: b.last_error.clone().unwrap_or_default(),
+                    delay: base,
+                }
+            }
+            Ok(false) | Err(_) => Gate::Hold {
+                delay: base,
+                reason: reason(b),
+            },
+        }
+    }
+
+    /// Counts the batch's outcomes against its dependencies and moves the breakers: opens a
+    /// tripped one, or settles the probe.
+    pub(crate) async fn after_gate(
+        &self,
+        policy: &BreakerPolicy,
+        ledger: &Ledger,
+        gate: &Gate,
+        done: &[Done],
+    ) {
+        let consumer = self.config.consumer.as_str();
+        if let Gate::Probe {
+            dependency,
+            prober,
+            cooldown,
+            last_error,
+            ..
+        } = gate
+        {
+            let Some(probe) = done.iter().find(|d| !is_held(d)) else {
+                return;
+            };
+            let verdict = match &probe.report.outcome {
+                Outcome::Succeeded | Outcome::Poisoned { .. } => None,
+                Outcome::Failed {
+                    cause: Cause::Retry,
+                    reason,
+                    ..
+                } => Some((ms(policy.next_cooldown(*cooldown)), reason.as_str())),
+                // The probe did not reach the dependency (a duplicate, the deadline, a held
+                // lease): the breaker stays as it was, for the next probe.
+                _ => Some((ms(*cooldown), last_error.as_str())),
+            };
+            match ledger
+                .settle_probe(consumer, dependency, prober, verdict)
+                .await
+            {
+                Ok(_) if verdict.is_none() => {
+                    tracing::info!(dependency = %dependency, "circuit closed: the probe succeeded");
+                }
+                Ok(_) => {
+                    tracing::warn!(dependency = %dependency, "circuit open again: the probe failed");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "circuit breaker: the probe's verdict was not written; its claim runs out");
+                }
+            }
+            return;
+        }
+        let tripped: Vec<(String, String)> = {
+            let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut tripped = Vec::new();
+            for d in done {
+                match &d.report.outcome {
+                    Outcome::Succeeded => windows.success(policy),
+                    Outcome::Failed {
+                        cause: Cause::Retry,
+                        reason,
+                        ..
+                    } => {
+                        let dependency = d.dependency.as_deref().unwrap_or(consumer);
+                        if windows.failure(dependency, policy) {
+                            tripped.push((dependency.to_owned(), reason.clone()));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            tripped
+        };
+        for (dependency, error) in tripped {
+            match ledger
+                .open_breaker(
+                    consumer,
+                    &dependency,
+                    policy.function.as_deref(),
+                    ms(policy.cooldown),
+                    &error,
+                )
+                .await
+            {
+                Ok(true) => {
+                    tracing::warn!(dependency = %dependency, error = %error, cooldown_secs = policy.cooldown.as_secs(), "circuit opened");
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, dependency = %dependency, "circuit breaker: could not open");
+                }
+            }
+        }
+    }
+}
+
+/// Whether a record was held back by the breaker.
+pub(crate) fn is_held(d: &Done) -> bool {
+    matches!(
+        d.report.outcome,
+        Outcome::Failed {
+            cause: Cause::Held,
+            ..
+        }
+    )
+}
+
+/// The breaker holds these records back: not run, back after `delay`.
+pub(crate) fn hold(
+    records: impl Iterator<Item = (usize, super::Incoming)>,
+    delay: Duration,
+    reason: &str,
+    take_apart: &impl Fn((usize, super::Incoming)) -> super::Work,
+) -> Vec<Done> {
+    records
+        .map(|r| {
+            super::run::fail(
+                take_apart(r),
+                reason,
+                Cause::Held,
+                crate::outcome::Backoff::After(delay),
+            )
+        })
+        .collect()
+}

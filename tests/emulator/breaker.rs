@@ -1,0 +1,230 @@
+//! The circuit breaker: a down dependency opens it, records are held rather than run, one
+//! probe at a time tests the dependency, and its state is shared in the emulator's DynamoDB.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use mailroom_lambda::breaker::BreakerPolicy;
+use mailroom_lambda::clock::{Clock, ManualClock};
+use mailroom_lambda::ledger::{BREAKER_PARTITION, Ledger, State};
+use mailroom_lambda::{Cause, Failure, Message, Outcome};
+
+use crate::helpers::{LambdaBed, TestBed, envelope};
+use crate::{Order, order_json};
+
+const CONSUMER: &str = "webhook-sender";
+const HOST: &str = "hooks.example";
+
+/// The breaker's item, read straight from the table (not through the ledger's own reader).
+async fn item(bed: &TestBed, ledger: &Ledger) -> Option<(String, u64, u64, String)> {
+    let out = bed
+        .dynamodb
+        .get_item()
+        .table_name(ledger.table())
+        .key("pk", AttributeValue::S(BREAKER_PARTITION.into()))
+        .key("sk", AttributeValue::S(format!("{CONSUMER}#{HOST}")))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem");
+    let item = out.item()?;
+    let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+    let n = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Some((s("state"), n("cooldown"), n("opens"), s("last_error")))
+}
+
+fn causes(run: &crate::helpers::Invocation) -> Vec<Option<Cause>> {
+    run.report
+        .records
+        .iter()
+        .map(|r| match &r.outcome {
+            Outcome::Failed { cause, .. } => Some(*cause),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_down_dependency_is_held_back_and_probed_once_per_cool_down_until_it_answers() {
+    // GIVEN a guarded consumer with a breaker (3 failures in a row, 30 s first cool-down)
+    // whose downstream is down, and ten tasks in its queue
+    let bed = TestBed::new().await;
+    let clock = Arc::new(ManualClock::starting_now());
+    let ledger = bed.ledger(clock.clone()).await;
+    // Six deliveries here: with no event source mapping to pause (the task monitor pauses
+    // it while the breaker is open), every held delivery is a receive.
+    let (queue, dlq) = bed.queue_with_dlq("breaker", 10, 30).await;
+    let (engine, metrics) = bed.engine(|c| {
+        c.consumer = CONSUMER.into();
+        c.breaker = Some(BreakerPolicy {
+            failures: 3,
+            cooldown: Duration::from_secs(30),
+            max_cooldown: Duration::from_secs(300),
+            function: Some("webhook-sender-fn".into()),
+            ..BreakerPolicy::default()
+        });
+    });
+    let engine = engine.with_ledger(ledger.clone());
+    for i in 0..10 {
+        bed.send(
+            &queue,
+            &envelope(&format!("task-{i}"), &order_json(&format!("o-{i}"), 100)),
+            &[],
+        )
+        .await;
+    }
+    let down = AtomicBool::new(true);
+    let calls = AtomicU32::new(0);
+    let handler = |_: Message<Order>| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let result = if down.load(Ordering::SeqCst) {
+            Err(Failure::retry("HTTP 503 from hooks.example").on(HOST))
+        } else {
+            Ok(())
+        };
+        async move { result }
+    };
+
+    // WHEN the first batch fails on the dependency
+    let run = bed.invoke(&queue, &engine, handler).await;
+    assert_eq!(run.received, 10);
+    assert_eq!(calls.load(Ordering::SeqCst), 10);
+    // THEN the breaker is OPEN in the table, naming the error, for the first cool-down
+    let (state, cooldown, opens, error) = item(&bed, &ledger).await.expect("breaker item");
+    assert_eq!((state.as_str(), cooldown, opens), ("OPEN", 30_000, 1));
+    assert!(error.contains("503"), "{error}");
+
+    // WHEN the records come back inside the cool-down
+    bed.make_visible(&queue, &run).await;
+    let run = bed.invoke(&queue, &engine, handler).await;
+    // THEN none runs: each is held, and set invisible for the rest of the cool-down
+    assert_eq!(calls.load(Ordering::SeqCst), 10, "held records are not run");
+    assert_eq!(causes(&run), vec![Some(Cause::Held); 10]);
+    assert_eq!(bed.depth(&queue).await, (0, 10), "all held out of sight");
+    let held: f64 = metrics
+        .lock()
+        .expect("metrics")
+        .iter()
+        .map(|m| m["BreakerHeld"].as_f64().unwrap_or(0.0))
+        .sum();
+    assert_eq!(held, 10.0, "the EMF line counts the held records");
+
+    // WHEN the cool-down is over and the dependency is still down
+    clock.advance(Duration::from_secs(31));
+    bed.make_visible(&queue, &run).await;
+    let run = bed.invoke(&queue, &engine, handler).await;
+    // THEN exactly one record probes, it fails, and the breaker reopens for twice as long
+    assert_eq!(calls.load(Ordering::SeqCst), 11, "one probe");
+    assert_eq!(
+        causes(&run).iter().filter(|c| **c == Some(Cause::Held)).count(),
+        9
+    );
+    let (state, cooldown, opens, _) = item(&bed, &ledger).await.expect("breaker item");
+    assert_eq!((state.as_str(), cooldown, opens), ("OPEN", 60_000, 1));
+
+    // WHEN the dependency is back and the longer cool-down is over
+    down.store(false, Ordering::SeqCst);
+    clock.advance(Duration::from_secs(30));
+    bed.make_visible(&queue, &run).await;
+    let run = bed.invoke(&queue, &engine, handler).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 11, "60 s not yet over: held");
+    clock.advance(Duration::from_secs(31));
+    bed.make_visible(&queue, &run).await;
+    let run = bed.invoke(&queue, &engine, handler).await;
+    // THEN one probe succeeds and closes the breaker; the rest run on the next delivery
+    assert_eq!(calls.load(Ordering::SeqCst), 12);
+    let (state, _, opens, _) = item(&bed, &ledger).await.expect("breaker item");
+    assert_eq!((state.as_str(), opens), ("CLOSED", 1));
+    bed.make_visible(&queue, &run).await;
+    let run = bed.invoke(&queue, &engine, handler).await;
+    assert!(run.report.response.batch_item_failures.is_empty(), "{:?}", causes(&run));
+    assert_eq!(bed.depth(&queue).await, (0, 0));
+    assert_eq!(bed.depth(&dlq).await, (0, 0), "nothing dead-lettered");
+    for i in 0..10 {
+        let entry = ledger
+            .get(&format!("task-{i}"), CONSUMER)
+            .await
+            .expect("get")
+            .expect("pair");
+        assert_eq!(entry.state, State::Succeeded, "task-{i}");
+    }
+}
+
+#[tokio::test]
+async fn one_environment_claims_the_probe_and_the_others_hold() {
+    // GIVEN an open breaker whose cool-down is over
+    let bed = TestBed::new().await;
+    let clock = Arc::new(ManualClock::starting_now());
+    let ledger = bed.ledger(clock.clone()).await;
+    assert!(
+        ledger
+            .open_breaker(CONSUMER, HOST, None, 10_000, "HTTP 503")
+            .await
+            .expect("open")
+    );
+    assert!(
+        !ledger
+            .open_breaker(CONSUMER, HOST, None, 10_000, "HTTP 503")
+            .await
+            .expect("open again"),
+        "an open breaker is not opened twice"
+    );
+    let now = clock.now_ms();
+    assert!(
+        !ledger
+            .claim_probe(CONSUMER, HOST, "a", now + 5_000)
+            .await
+            .expect("claim"),
+        "no probe inside the cool-down"
+    );
+    clock.advance(Duration::from_secs(11));
+    let now = clock.now_ms();
+
+    // WHEN two environments claim the probe
+    let (a, b) = tokio::join!(
+        ledger.claim_probe(CONSUMER, HOST, "a", now + 5_000),
+        ledger.claim_probe(CONSUMER, HOST, "b", now + 5_000)
+    );
+
+    // THEN exactly one wins, only the winner settles it, and a dead probe's claim runs out
+    let (a, b) = (a.expect("a"), b.expect("b"));
+    assert!(a ^ b, "exactly one claim: {a} {b}");
+    let (winner, loser) = if a { ("a", "b") } else { ("b", "a") };
+    assert!(
+        !ledger
+            .settle_probe(CONSUMER, HOST, loser, None)
+            .await
+            .expect("settle")
+    );
+    clock.advance(Duration::from_secs(6));
+    assert!(
+        ledger
+            .claim_probe(CONSUMER, HOST, loser, clock.now_ms() + 5_000)
+            .await
+            .expect("claim after the first ran out")
+    );
+    assert!(
+        !ledger
+            .settle_probe(CONSUMER, HOST, winner, None)
+            .await
+            .expect("settle"),
+        "the first claimant's verdict comes too late"
+    );
+    assert!(
+        ledger
+            .settle_probe(CONSUMER, HOST, loser, None)
+            .await
+            .expect("settle")
+    );
+    let all = ledger.breakers(None).await.expect("breakers");
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].state, mailroom_lambda::ledger::BreakerState::Closed);
+    assert_eq!(all[0].opens, 1);
+}
