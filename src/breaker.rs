@@ -10,6 +10,11 @@
 //! held (not run, their visibility set to the rest of the cool-down) until it ends; then one
 //! environment claims the half-open probe and runs one record. Success closes the breaker; a
 //! transient failure opens it again for twice the cool-down, up to `max_cooldown`.
+//!
+//! Back-pressure: a failure that names its dependency and says when to come back
+//! ([`crate::Failure::retry_after`], from an HTTP `Retry-After` on a 429 or 503) opens the
+//! dependency's breaker at once for that long, so every record bound for it waits, not only
+//! the one that was told.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -105,10 +110,7 @@ impl Windows {
     /// Counts a transient failure against `dependency`; says whether the breaker trips (the
     /// window starts again when it does).
     pub(crate) fn failure(&mut self, dependency: &str, policy: &BreakerPolicy) -> bool {
-        let w = self
-            .by_dependency
-            .entry(dependency.to_owned())
-            .or_default();
+        let w = self.by_dependency.entry(dependency.to_owned()).or_default();
         w.consecutive += 1;
         w.push(true, policy.window);
         let failed = w.recent.iter().filter(|f| **f).count();
@@ -162,7 +164,10 @@ mod tests {
         assert!(!w.failure("api", &p));
         assert!(!w.failure("api", &p));
         assert!(w.failure("api", &p), "third in a row");
-        assert!(!w.failure("api", &p), "the window starts again after a trip");
+        assert!(
+            !w.failure("api", &p),
+            "the window starts again after a trip"
+        );
     }
 
     #[test]
@@ -198,14 +203,23 @@ mod tests {
             max_cooldown: Duration::from_secs(100),
             ..BreakerPolicy::default()
         };
-        assert_eq!(p.next_cooldown(Duration::from_secs(30)), Duration::from_secs(60));
-        assert_eq!(p.next_cooldown(Duration::from_secs(60)), Duration::from_secs(100));
+        assert_eq!(
+            p.next_cooldown(Duration::from_secs(30)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            p.next_cooldown(Duration::from_secs(60)),
+            Duration::from_secs(100)
+        );
         assert_eq!(p.next_cooldown(Duration::ZERO), Duration::from_secs(30));
     }
 
     #[test]
     fn off_unless_switched_on_and_bad_values_name_the_variable() {
-        assert_eq!(BreakerPolicy::from_env(&Env::from_pairs(&[])).ok(), Some(None));
+        assert_eq!(
+            BreakerPolicy::from_env(&Env::from_pairs(&[])).ok(),
+            Some(None)
+        );
         let on = BreakerPolicy::from_env(&Env::from_pairs(&[
             ("MAILROOM_BREAKER", "on"),
             ("MAILROOM_BREAKER_FAILURES", "7"),

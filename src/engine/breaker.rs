@@ -9,7 +9,7 @@ use super::{Deadline, Engine};
 use crate::breaker::BreakerPolicy;
 use crate::clock::ms;
 use crate::ledger::{BreakerState, Ledger};
-use crate::outcome::{Cause, Outcome};
+use crate::outcome::{Backoff, Cause, Outcome};
 use crate::sqs::QueuePort;
 
 /// What the breaker lets a batch do.
@@ -166,7 +166,8 @@ impl<Q: QueuePort> Engine<Q> {
             }
             return;
         }
-        let tripped: Vec<(String, String)> = {
+        // (dependency, error, cool-down) of each breaker to open.
+        let tripped: Vec<(String, String, Duration)> = {
             let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
             let mut tripped = Vec::new();
             for d in done {
@@ -178,8 +179,20 @@ impl<Q: QueuePort> Engine<Q> {
                         ..
                     } => {
                         let dependency = d.dependency.as_deref().unwrap_or(consumer);
-                        if windows.failure(dependency, policy) {
-                            tripped.push((dependency.to_owned(), reason.clone()));
+                        match (d.dependency.is_some(), d.backoff) {
+                            // The dependency said when to come back (`Retry-After`): every
+                            // record bound for it waits that long, not only this one.
+                            (true, Backoff::After(delay)) => tripped.push((
+                                dependency.to_owned(),
+                                reason.clone(),
+                                delay.clamp(Duration::from_secs(1), policy.max_cooldown),
+                            )),
+                            _ if windows.failure(dependency, policy) => tripped.push((
+                                dependency.to_owned(),
+                                reason.clone(),
+                                policy.cooldown,
+                            )),
+                            _ => {}
                         }
                     }
                     _ => {}
@@ -187,19 +200,23 @@ impl<Q: QueuePort> Engine<Q> {
             }
             tripped
         };
-        for (dependency, error) in tripped {
+        let mut opened = std::collections::HashSet::new();
+        for (dependency, error, cooldown) in tripped {
+            if !opened.insert(dependency.clone()) {
+                continue;
+            }
             match ledger
                 .open_breaker(
                     consumer,
                     &dependency,
                     policy.function.as_deref(),
-                    ms(policy.cooldown),
+                    ms(cooldown),
                     &error,
                 )
                 .await
             {
                 Ok(true) => {
-                    tracing::warn!(dependency = %dependency, error = %error, cooldown_secs = policy.cooldown.as_secs(), "circuit opened");
+                    tracing::warn!(dependency = %dependency, error = %error, cooldown_secs = cooldown.as_secs(), "circuit opened");
                 }
                 Ok(false) => {}
                 Err(e) => {

@@ -39,10 +39,10 @@ use crate::ledger::Ledger;
 use crate::message::{Message, Received};
 use crate::outcome::Failure;
 use crate::sqs::{QueueArn, QueuePort, QueueUrl, SqsError, SqsQueues};
+use breaker::{Gate, hold};
 use metrics::Ages;
 use pool::{group_by_message_group, pool};
 use report::build_report;
-use breaker::{Gate, hold};
 use run::{Done, RunCtx};
 
 /// Looked up once per queue per cold start.
@@ -273,10 +273,19 @@ impl<Q: QueuePort> Engine<Q> {
         };
         let mut records: Vec<(usize, Incoming)> = records.into_iter().enumerate().collect();
         let held: Vec<Done> = match &gate {
-            Some(Gate::Hold { delay, reason }) => hold(records.drain(..), *delay, reason, &take_apart),
-            Some(Gate::Probe { delay, dependency, .. }) => {
+            Some(Gate::Hold { delay, reason }) => {
+                hold(records.drain(..), *delay, reason, &take_apart)
+            }
+            Some(Gate::Probe {
+                delay, dependency, ..
+            }) => {
                 let reason = format!("circuit half-open: {dependency} is being probed");
-                hold(records.drain(records.len().min(1)..), *delay, &reason, &take_apart)
+                hold(
+                    records.drain(records.len().min(1)..),
+                    *delay,
+                    &reason,
+                    &take_apart,
+                )
             }
             Some(Gate::Run) | None => Vec::new(),
         };
@@ -319,7 +328,14 @@ impl<Q: QueuePort> Engine<Q> {
         let report = build_report(done)?;
         let ledger_errors = ctx.ledger_errors.load(Ordering::Relaxed);
         let open = gate.map(|g| !matches!(g, Gate::Run));
-        self.emit_metrics(&report, started.elapsed(), &ages, cold_start, ledger_errors, open);
+        self.emit_metrics(
+            &report,
+            started.elapsed(),
+            &ages,
+            cold_start,
+            ledger_errors,
+            open,
+        );
         Ok(report)
     }
 

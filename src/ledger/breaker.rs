@@ -100,9 +100,8 @@ fn sort_key(consumer: &str, dependency: &str) -> String {
 
 fn breaker(item: &Item) -> Result<Breaker, LedgerError> {
     let field = |name: &str| {
-        string(item, name).ok_or_else(|| {
-            LedgerError::corrupt("Query", format!("breaker item without {name}"))
-        })
+        string(item, name)
+            .ok_or_else(|| LedgerError::corrupt("Query", format!("breaker item without {name}")))
     };
     let state = field("state")?;
     Ok(Breaker {

@@ -30,7 +30,12 @@ async fn item(bed: &TestBed, ledger: &Ledger) -> Option<(String, u64, u64, Strin
         .await
         .expect("GetItem");
     let item = out.item()?;
-    let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+    let s = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
     let n = |k: &str| {
         item.get(k)
             .and_then(|v| v.as_n().ok())
@@ -123,7 +128,10 @@ async fn a_down_dependency_is_held_back_and_probed_once_per_cool_down_until_it_a
     // THEN exactly one record probes, it fails, and the breaker reopens for twice as long
     assert_eq!(calls.load(Ordering::SeqCst), 11, "one probe");
     assert_eq!(
-        causes(&run).iter().filter(|c| **c == Some(Cause::Held)).count(),
+        causes(&run)
+            .iter()
+            .filter(|c| **c == Some(Cause::Held))
+            .count(),
         9
     );
     let (state, cooldown, opens, _) = item(&bed, &ledger).await.expect("breaker item");
@@ -144,7 +152,11 @@ async fn a_down_dependency_is_held_back_and_probed_once_per_cool_down_until_it_a
     assert_eq!((state.as_str(), opens), ("CLOSED", 1));
     bed.make_visible(&queue, &run).await;
     let run = bed.invoke(&queue, &engine, handler).await;
-    assert!(run.report.response.batch_item_failures.is_empty(), "{:?}", causes(&run));
+    assert!(
+        run.report.response.batch_item_failures.is_empty(),
+        "{:?}",
+        causes(&run)
+    );
     assert_eq!(bed.depth(&queue).await, (0, 0));
     assert_eq!(bed.depth(&dlq).await, (0, 0), "nothing dead-lettered");
     for i in 0..10 {
@@ -227,4 +239,52 @@ async fn one_environment_claims_the_probe_and_the_others_hold() {
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].state, mailroom_lambda::ledger::BreakerState::Closed);
     assert_eq!(all[0].opens, 1);
+}
+
+#[tokio::test]
+async fn a_retry_after_from_a_dependency_holds_every_record_bound_for_it() {
+    // GIVEN a consumer with a breaker, whose dependency answers one record 429 with a
+    // Retry-After of 120 s and takes the others
+    let bed = TestBed::new().await;
+    let clock = Arc::new(ManualClock::starting_now());
+    let ledger = bed.ledger(clock.clone()).await;
+    let (queue, _dlq) = bed.queue_with_dlq("back-pressure", 10, 30).await;
+    let (engine, _) = bed.engine(|c| {
+        c.consumer = CONSUMER.into();
+        c.breaker = Some(BreakerPolicy::default());
+    });
+    let engine = engine.with_ledger(ledger.clone());
+    for i in 0..3 {
+        bed.send(
+            &queue,
+            &envelope(&format!("bp-{i}"), &order_json(&format!("o-{i}"), 100)),
+            &[],
+        )
+        .await;
+    }
+    let handler = |m: Message<Order>| {
+        let result = if m.payload.order_id == "o-0" {
+            Err(
+                Failure::retry_after("HTTP 429 from hooks.example", Duration::from_secs(120))
+                    .on(HOST),
+            )
+        } else {
+            Ok(())
+        };
+        async move { result }
+    };
+
+    // WHEN the batch runs
+    let run = bed.invoke(&queue, &engine, handler).await;
+    assert_eq!(run.report.response.batch_item_failures.len(), 1);
+
+    // THEN one back-pressure answer opened the breaker for the time the dependency asked
+    // for, though it was one failure among successes
+    let (state, cooldown, _, error) = item(&bed, &ledger).await.expect("breaker item");
+    assert_eq!((state.as_str(), cooldown), ("OPEN", 120_000));
+    assert!(error.contains("429"), "{error}");
+    // AND the next delivery of the record is held, not run
+    bed.make_visible(&queue, &run).await;
+    let run = bed.invoke(&queue, &engine, handler).await;
+    assert_eq!(causes(&run), vec![Some(Cause::Held)]);
 }

@@ -6,7 +6,8 @@
 //! * Signature: Standard Webhooks' `webhook-id` (the task id), `webhook-timestamp` and
 //!   `webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">` ([`signing`]).
 //! * Outcomes: 2xx succeeds; 408, 429, 5xx, timeouts and connection errors retry (honouring
-//!   `Retry-After`); any other status is poison, with the status as the reason.
+//!   `Retry-After`), naming the destination host as the failed dependency for the circuit
+//!   breaker; any other status is poison, with the status as the reason.
 //! * The SSRF guard ([`ssrf`]) refuses http and private, loopback, link-local and metadata
 //!   addresses unless `NOTIFIER_ALLOW_PRIVATE_DESTINATIONS=true`.
 
@@ -189,8 +190,10 @@ pub fn classify_status(
         || status == StatusCode::TOO_MANY_REQUESTS
         || status.is_server_error();
     match (transient, retry_after) {
-        (true, Some(delay)) => Failure::retry_after(reason, delay),
-        (true, None) => Failure::retry(reason),
+        // Transient failures name the host: the consumer's circuit breaker counts them
+        // against it, and a `Retry-After` holds every delivery to it, not only this one.
+        (true, Some(delay)) => Failure::retry_after(reason, delay).on(host),
+        (true, None) => Failure::retry(reason).on(host),
         (false, _) if status.is_redirection() => {
             Failure::poison(format!("{reason} (redirects are not followed)"))
         }
@@ -208,13 +211,14 @@ fn classify_error(url: &reqwest::Url, e: &reqwest::Error) -> Failure {
         }
         source = s.source();
     }
-    if e.is_timeout() {
+    let failure = if e.is_timeout() {
         Failure::retry(format!("timeout delivering to {host}"))
     } else if e.is_connect() {
         Failure::retry(format!("cannot connect to {host}: {}", error_chain(e)))
     } else {
         Failure::retry(format!("delivery to {host} failed: {}", error_chain(e)))
-    }
+    };
+    failure.on(host)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
