@@ -135,6 +135,13 @@ pub enum Outcome {
         /// The SNS message type.
         kind: &'static str,
     },
+    /// Not run: the circuit breaker held it, and sent it back to its queue as a fresh message
+    /// delayed until the cool-down ends (so waiting never counts toward `maxReceiveCount`).
+    /// Lambda deletes this delivery; the copy comes back.
+    Deferred {
+        /// The copy's delay.
+        delay_secs: u32,
+    },
     /// Moved to the DLQ by the engine; reported done so it is not retried pointlessly.
     Poisoned {
         /// Why.

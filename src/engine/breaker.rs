@@ -4,13 +4,17 @@
 use std::sync::PoisonError;
 use std::time::Duration;
 
-use super::run::Done;
-use super::{Deadline, Engine};
+use super::pool::pool;
+use super::run::{Done, done, fail};
+use super::{Deadline, Engine, Work};
 use crate::breaker::BreakerPolicy;
 use crate::clock::ms;
 use crate::ledger::{BreakerState, Ledger};
 use crate::outcome::{Backoff, Cause, Outcome};
-use crate::sqs::QueuePort;
+use crate::poison::from_lambda_attribute;
+use crate::sqs::{
+    MAX_MESSAGE_ATTRIBUTES, OutgoingAttribute, OutgoingMessage, OutgoingValue, QueueArn, QueuePort,
+};
 
 /// What the breaker lets a batch do.
 #[derive(Debug)]
@@ -231,28 +235,96 @@ impl<Q: QueuePort> Engine<Q> {
 pub(crate) fn is_held(d: &Done) -> bool {
     matches!(
         d.report.outcome,
-        Outcome::Failed {
-            cause: Cause::Held,
-            ..
-        }
+        Outcome::Deferred { .. }
+            | Outcome::Failed {
+                cause: Cause::Held,
+                ..
+            }
     )
 }
 
-/// The breaker holds these records back: not run, back after `delay`.
-pub(crate) fn hold(
-    records: impl Iterator<Item = (usize, super::Incoming)>,
-    delay: Duration,
-    reason: &str,
-    take_apart: &impl Fn((usize, super::Incoming)) -> super::Work,
-) -> Vec<Done> {
-    records
-        .map(|r| {
-            super::run::fail(
-                take_apart(r),
-                reason,
-                Cause::Held,
-                crate::outcome::Backoff::After(delay),
-            )
+/// The attribute counting how many times the breaker sent a message back to its queue.
+pub const DEFERRALS_ATTRIBUTE: &str = "mailroom.deferrals";
+
+/// After this many deferrals a held message waits by its visibility instead, so its receive
+/// count (and the queue's redrive) bounds a message that fails forever.
+pub const MAX_DEFERRALS: u32 = 100;
+
+impl<Q: QueuePort> Engine<Q> {
+    /// Holds records back until `delay` is over. On a standard queue each is sent back to its
+    /// queue as a fresh message delayed that long, and reported done once SQS confirmed the
+    /// send, so waiting out an outage never counts toward `maxReceiveCount`. Otherwise (a FIFO
+    /// queue, whose order a copy would break; a delay past SQS's 15 minutes; a copy deferred
+    /// [`MAX_DEFERRALS`] times; a failed send) it is reported failed with its visibility set
+    /// to `delay`.
+    pub(crate) async fn hold(
+        &self,
+        works: Vec<Work>,
+        delay: Duration,
+        reason: &str,
+        source: Option<&QueueArn>,
+        fifo: bool,
+    ) -> Vec<Done> {
+        let held = |w: Work| fail(w, reason, Cause::Held, Backoff::After(delay));
+        let delay_secs = u32::try_from(delay.as_secs().max(1)).unwrap_or(u32::MAX);
+        let url = match source {
+            Some(arn) if !fifo && delay_secs <= MAX_DELAY_SECS => self.source_url(arn).await.ok(),
+            _ => None,
+        };
+        let Some(url) = url else {
+            return works.into_iter().map(held).collect();
+        };
+        let url = &url;
+        pool(works.into_iter(), self.config.concurrency, |mut w| async move {
+            let Some(copy) = deferred_copy(&mut w, delay_secs) else {
+                return held(w);
+            };
+            match self.queues.send(url, copy).await {
+                Ok(()) => {
+                    tracing::info!(%reason, delay_secs, "held by the circuit breaker: sent back to its queue");
+                    done(w, Outcome::Deferred { delay_secs }, Backoff::QueueDefault)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "held by the circuit breaker; the copy was not sent, so it waits by its visibility");
+                    held(w)
+                }
+            }
         })
-        .collect()
+        .await
+    }
+}
+
+/// SQS's longest per-message delay.
+const MAX_DELAY_SECS: u32 = 900;
+
+/// The record's copy for its own queue, `delay_secs` later, with its deferral count one up;
+/// `None` when it cannot be made (no body, no room for the count, deferred too often).
+fn deferred_copy(w: &mut Work, delay_secs: u32) -> Option<OutgoingMessage> {
+    let meta = &w.received.meta;
+    let deferrals: u32 = meta
+        .sqs_attributes
+        .get(DEFERRALS_ATTRIBUTE)
+        .and_then(|a| a.string_value.as_deref()?.parse().ok())
+        .unwrap_or(0);
+    let mut attributes: std::collections::HashMap<_, _> = meta
+        .sqs_attributes
+        .iter()
+        .filter_map(|(name, a)| Some((name.clone(), from_lambda_attribute(a)?)))
+        .collect();
+    attributes.insert(
+        DEFERRALS_ATTRIBUTE.to_owned(),
+        OutgoingAttribute {
+            data_type: "Number".to_owned(),
+            value: OutgoingValue::Text((deferrals + 1).to_string()),
+        },
+    );
+    if deferrals >= MAX_DEFERRALS || attributes.len() > MAX_MESSAGE_ATTRIBUTES {
+        return None;
+    }
+    Some(OutgoingMessage {
+        body: w.received.body.take()?,
+        attributes,
+        delay_seconds: i32::try_from(delay_secs).ok(),
+        ..OutgoingMessage::default()
+    })
 }

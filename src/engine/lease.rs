@@ -195,6 +195,6 @@ async fn record(
                 .await
                 .map(drop),
         },
-        Outcome::Duplicate | Outcome::Skipped { .. } => Ok(()),
+        Outcome::Duplicate | Outcome::Skipped { .. } | Outcome::Deferred { .. } => Ok(()),
     }
 }

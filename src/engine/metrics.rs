@@ -19,7 +19,7 @@ impl<Q: QueuePort> Engine<Q> {
         ledger_errors: u32,
         breaker_open: Option<bool>,
     ) {
-        let mut counts = [0u32; 6];
+        let mut counts = [0u32; 7];
         let mut held = 0u32;
         // Poison copies that could not carry their whole reason (the reason is in the log).
         let mut reason_dropped = 0u32;
@@ -37,17 +37,27 @@ impl<Q: QueuePort> Engine<Q> {
                 Outcome::Failed { .. } => 3,
                 Outcome::Duplicate => 4,
                 Outcome::Skipped { .. } => 5,
+                Outcome::Deferred { .. } => 6,
             };
             counts[slot] += 1;
             held += u32::from(matches!(
                 r.outcome,
-                Outcome::Failed {
-                    cause: Cause::Held,
-                    ..
-                }
+                Outcome::Deferred { .. }
+                    | Outcome::Failed {
+                        cause: Cause::Held,
+                        ..
+                    }
             ));
         }
-        let [succeeded, retried, poisoned, failed, duplicates, skipped] = counts;
+        let [
+            succeeded,
+            retried,
+            poisoned,
+            failed,
+            duplicates,
+            skipped,
+            deferred,
+        ] = counts;
         tracing::info!(
             records = report.records.len(),
             succeeded,
@@ -67,7 +77,9 @@ impl<Q: QueuePort> Engine<Q> {
             .metric(
                 "Records",
                 Unit::Count,
-                f64::from(succeeded + retried + poisoned + failed + duplicates + skipped),
+                f64::from(
+                    succeeded + retried + poisoned + failed + duplicates + skipped + deferred,
+                ),
             )
             .metric("Succeeded", Unit::Count, f64::from(succeeded))
             .metric("Duplicates", Unit::Count, f64::from(duplicates))

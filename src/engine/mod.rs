@@ -23,12 +23,13 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 
+pub use breaker::{DEFERRALS_ATTRIBUTE, MAX_DEFERRALS};
 pub use config::{EngineConfig, FifoMode};
 pub use deadline::Deadline;
 pub use event::Incoming;
@@ -39,7 +40,7 @@ use crate::ledger::Ledger;
 use crate::message::{Message, Received};
 use crate::outcome::Failure;
 use crate::sqs::{QueueArn, QueuePort, QueueUrl, SqsError, SqsQueues};
-use breaker::{Gate, hold};
+use breaker::Gate;
 use metrics::Ages;
 use pool::{group_by_message_group, pool};
 use report::build_report;
@@ -272,22 +273,25 @@ impl<Q: QueuePort> Engine<Q> {
             None => None,
         };
         let mut records: Vec<(usize, Incoming)> = records.into_iter().enumerate().collect();
-        let held: Vec<Done> = match &gate {
-            Some(Gate::Hold { delay, reason }) => {
-                hold(records.drain(..), *delay, reason, &take_apart)
-            }
+        let (held, delay, reason) = match &gate {
+            Some(Gate::Hold { delay, reason }) => (records.len(), *delay, reason.clone()),
             Some(Gate::Probe {
                 delay, dependency, ..
-            }) => {
-                let reason = format!("circuit half-open: {dependency} is being probed");
-                hold(
-                    records.drain(records.len().min(1)..),
-                    *delay,
-                    &reason,
-                    &take_apart,
-                )
-            }
-            Some(Gate::Run) | None => Vec::new(),
+            }) => (
+                records.len().saturating_sub(1),
+                *delay,
+                format!("circuit half-open: {dependency} is being probed"),
+            ),
+            Some(Gate::Run) | None => (0, Duration::ZERO, String::new()),
+        };
+        let held: Vec<Work> = records
+            .drain(records.len() - held..)
+            .map(&take_apart)
+            .collect();
+        let held = if held.is_empty() {
+            Vec::new()
+        } else {
+            self.hold(held, delay, &reason, source.as_ref(), fifo).await
         };
         let records = records.into_iter();
         let guarded = self.ledger.as_ref().filter(|_| self.config.leases);

@@ -56,22 +56,34 @@ fn causes(run: &crate::helpers::Invocation) -> Vec<Option<Cause>> {
         .collect()
 }
 
+fn deferred(run: &crate::helpers::Invocation) -> usize {
+    run.report
+        .records
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Deferred { .. }))
+        .count()
+}
+
+/// Waits out SQS's delay on the deferred copies (real seconds: the emulator's clock).
+async fn wait_for_copies() {
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+}
+
 #[tokio::test]
 async fn a_down_dependency_is_held_back_and_probed_once_per_cool_down_until_it_answers() {
-    // GIVEN a guarded consumer with a breaker (3 failures in a row, 30 s first cool-down)
-    // whose downstream is down, and ten tasks in its queue
+    // GIVEN a guarded consumer with a breaker (3 failures in a row, 1 s first cool-down, 2 s
+    // at most) whose downstream is down, ten tasks in its queue, and a redrive after only
+    // two receives
     let bed = TestBed::new().await;
     let clock = Arc::new(ManualClock::starting_now());
     let ledger = bed.ledger(clock.clone()).await;
-    // Six deliveries here: with no event source mapping to pause (the task monitor pauses
-    // it while the breaker is open), every held delivery is a receive.
-    let (queue, dlq) = bed.queue_with_dlq("breaker", 10, 30).await;
+    let (queue, dlq) = bed.queue_with_dlq("breaker", 2, 30).await;
     let (engine, metrics) = bed.engine(|c| {
         c.consumer = CONSUMER.into();
         c.breaker = Some(BreakerPolicy {
             failures: 3,
-            cooldown: Duration::from_secs(30),
-            max_cooldown: Duration::from_secs(300),
+            cooldown: Duration::from_secs(1),
+            max_cooldown: Duration::from_secs(2),
             function: Some("webhook-sender-fn".into()),
             ..BreakerPolicy::default()
         });
@@ -103,16 +115,17 @@ async fn a_down_dependency_is_held_back_and_probed_once_per_cool_down_until_it_a
     assert_eq!(calls.load(Ordering::SeqCst), 10);
     // THEN the breaker is OPEN in the table, naming the error, for the first cool-down
     let (state, cooldown, opens, error) = item(&bed, &ledger).await.expect("breaker item");
-    assert_eq!((state.as_str(), cooldown, opens), ("OPEN", 30_000, 1));
+    assert_eq!((state.as_str(), cooldown, opens), ("OPEN", 1_000, 1));
     assert!(error.contains("503"), "{error}");
 
     // WHEN the records come back inside the cool-down
     bed.make_visible(&queue, &run).await;
     let run = bed.invoke(&queue, &engine, handler).await;
-    // THEN none runs: each is held, and set invisible for the rest of the cool-down
+    // THEN none runs: each is sent back to the queue, delayed to the cool-down's end, as a
+    // fresh message that carries its deferral count
     assert_eq!(calls.load(Ordering::SeqCst), 10, "held records are not run");
-    assert_eq!(causes(&run), vec![Some(Cause::Held); 10]);
-    assert_eq!(bed.depth(&queue).await, (0, 10), "all held out of sight");
+    assert_eq!(deferred(&run), 10);
+    assert!(run.report.response.batch_item_failures.is_empty());
     let held: f64 = metrics
         .lock()
         .expect("metrics")
@@ -120,44 +133,52 @@ async fn a_down_dependency_is_held_back_and_probed_once_per_cool_down_until_it_a
         .map(|m| m["BreakerHeld"].as_f64().unwrap_or(0.0))
         .sum();
     assert_eq!(held, 10.0, "the EMF line counts the held records");
+    wait_for_copies().await;
+    clock.advance(Duration::from_millis(1_100));
 
     // WHEN the cool-down is over and the dependency is still down
-    clock.advance(Duration::from_secs(31));
-    bed.make_visible(&queue, &run).await;
     let run = bed.invoke(&queue, &engine, handler).await;
+    assert_eq!(run.received, 10);
+    assert!(
+        run.event.records.iter().all(|r| {
+            r.attributes
+                .get("ApproximateReceiveCount")
+                .map(String::as_str)
+                == Some("1")
+                && r.message_attributes[mailroom_lambda::engine::DEFERRALS_ATTRIBUTE]
+                    .string_value
+                    .as_deref()
+                    == Some("1")
+        }),
+        "fresh copies, deferred once"
+    );
     // THEN exactly one record probes, it fails, and the breaker reopens for twice as long
     assert_eq!(calls.load(Ordering::SeqCst), 11, "one probe");
-    assert_eq!(
-        causes(&run)
-            .iter()
-            .filter(|c| **c == Some(Cause::Held))
-            .count(),
-        9
-    );
+    assert_eq!(deferred(&run), 9);
     let (state, cooldown, opens, _) = item(&bed, &ledger).await.expect("breaker item");
-    assert_eq!((state.as_str(), cooldown, opens), ("OPEN", 60_000, 1));
+    assert_eq!((state.as_str(), cooldown, opens), ("OPEN", 2_000, 1));
 
     // WHEN the dependency is back and the longer cool-down is over
     down.store(false, Ordering::SeqCst);
-    clock.advance(Duration::from_secs(30));
     bed.make_visible(&queue, &run).await;
+    wait_for_copies().await;
+    clock.advance(Duration::from_millis(2_100));
     let run = bed.invoke(&queue, &engine, handler).await;
-    assert_eq!(calls.load(Ordering::SeqCst), 11, "60 s not yet over: held");
-    clock.advance(Duration::from_secs(31));
-    bed.make_visible(&queue, &run).await;
-    let run = bed.invoke(&queue, &engine, handler).await;
-    // THEN one probe succeeds and closes the breaker; the rest run on the next delivery
+    // THEN one probe succeeds and closes the breaker; the rest run on their next delivery
     assert_eq!(calls.load(Ordering::SeqCst), 12);
     let (state, _, opens, _) = item(&bed, &ledger).await.expect("breaker item");
     assert_eq!((state.as_str(), opens), ("CLOSED", 1));
-    bed.make_visible(&queue, &run).await;
-    let run = bed.invoke(&queue, &engine, handler).await;
-    assert!(
-        run.report.response.batch_item_failures.is_empty(),
-        "{:?}",
-        causes(&run)
-    );
+    assert_eq!(deferred(&run), run.received - 1);
+    wait_for_copies().await;
+    for _ in 0..3 {
+        let run = bed.invoke(&queue, &engine, handler).await;
+        assert!(run.report.response.batch_item_failures.is_empty());
+        if bed.depth(&queue).await == (0, 0) {
+            break;
+        }
+    }
     assert_eq!(bed.depth(&queue).await, (0, 0));
+    // AND though every task was received three or four times, none was dead-lettered
     assert_eq!(bed.depth(&dlq).await, (0, 0), "nothing dead-lettered");
     for i in 0..10 {
         let entry = ledger
@@ -244,14 +265,17 @@ async fn one_environment_claims_the_probe_and_the_others_hold() {
 #[tokio::test]
 async fn a_retry_after_from_a_dependency_holds_every_record_bound_for_it() {
     // GIVEN a consumer with a breaker, whose dependency answers one record 429 with a
-    // Retry-After of 120 s and takes the others
+    // Retry-After of 20 minutes and takes the others
     let bed = TestBed::new().await;
     let clock = Arc::new(ManualClock::starting_now());
     let ledger = bed.ledger(clock.clone()).await;
     let (queue, _dlq) = bed.queue_with_dlq("back-pressure", 10, 30).await;
     let (engine, _) = bed.engine(|c| {
         c.consumer = CONSUMER.into();
-        c.breaker = Some(BreakerPolicy::default());
+        c.breaker = Some(BreakerPolicy {
+            max_cooldown: Duration::from_secs(3600),
+            ..BreakerPolicy::default()
+        });
     });
     let engine = engine.with_ledger(ledger.clone());
     for i in 0..3 {
@@ -265,7 +289,7 @@ async fn a_retry_after_from_a_dependency_holds_every_record_bound_for_it() {
     let handler = |m: Message<Order>| {
         let result = if m.payload.order_id == "o-0" {
             Err(
-                Failure::retry_after("HTTP 429 from hooks.example", Duration::from_secs(120))
+                Failure::retry_after("HTTP 429 from hooks.example", Duration::from_secs(1200))
                     .on(HOST),
             )
         } else {
@@ -281,9 +305,10 @@ async fn a_retry_after_from_a_dependency_holds_every_record_bound_for_it() {
     // THEN one back-pressure answer opened the breaker for the time the dependency asked
     // for, though it was one failure among successes
     let (state, cooldown, _, error) = item(&bed, &ledger).await.expect("breaker item");
-    assert_eq!((state.as_str(), cooldown), ("OPEN", 120_000));
+    assert_eq!((state.as_str(), cooldown), ("OPEN", 1_200_000));
     assert!(error.contains("429"), "{error}");
-    // AND the next delivery of the record is held, not run
+    // AND the next delivery of the record is held, not run: past SQS's longest delay, it
+    // waits by its visibility
     bed.make_visible(&queue, &run).await;
     let run = bed.invoke(&queue, &engine, handler).await;
     assert_eq!(causes(&run), vec![Some(Cause::Held)]);
