@@ -3,7 +3,7 @@
 use lambda_runtime::{LambdaEvent, service_fn};
 use mailroom_lambda::ledger::Ledger;
 use mailroom_ops::discovery::Discovery;
-use mailroom_ops::monitor::{Monitor, MonitorConfig};
+use mailroom_ops::monitor::{LambdaMappings, Monitor, MonitorConfig};
 use task_monitor::Watched;
 
 #[tokio::main]
@@ -23,7 +23,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Ledger::new(aws_sdk_dynamodb::Client::new(&aws), table),
         sqs,
         sns,
-    );
+    )
+    // Consumers' event source mappings pause while their circuit breakers are open.
+    .with_event_sources(LambdaMappings::new(aws_sdk_lambda::Client::new(&aws)));
     // Completion callbacks go out signed, as the notifier's deliveries do, with its secret:
     // on when a signing secret is configured.
     let signed = [

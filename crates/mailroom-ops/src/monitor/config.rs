@@ -38,6 +38,10 @@ pub struct MonitorConfig {
     pub namespace: String,
     /// Where EMF lines go.
     pub metrics: MetricsSink,
+    /// A circuit breaker open at least this much longer pauses its function's event source
+    /// mappings until its cool-down is over (`MAILROOM_BREAKER_PAUSE_AFTER_SECS`, default
+    /// 60): they resume at a sweep, so a shorter pause would stretch the cool-down.
+    pub pause_after: Duration,
 }
 
 impl Default for MonitorConfig {
@@ -53,6 +57,7 @@ impl Default for MonitorConfig {
             task_id: TaskIdSource::default(),
             namespace: "Mailroom".into(),
             metrics: MetricsSink::Stdout,
+            pause_after: Duration::from_secs(60),
         }
     }
 }
@@ -161,6 +166,9 @@ impl MonitorConfig {
             namespace: env
                 .string("MAILROOM_METRICS_NAMESPACE")
                 .unwrap_or(d.namespace),
+            pause_after: env
+                .seconds("MAILROOM_BREAKER_PAUSE_AFTER_SECS")?
+                .unwrap_or(d.pause_after),
             ..d
         })
     }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mailroom_lambda::clock::{Clock, ManualClock};
-use mailroom_lambda::ledger::{Entry, LedgerError, State};
+use mailroom_lambda::ledger::{Breaker, Entry, LedgerError, State};
 use mailroom_lambda::sqs::QueueUrl;
 
 use super::ports::{AlertMessage, AlertSink, DlqReader, TaskStore};
@@ -24,6 +24,7 @@ pub struct FakeStore {
     clock: Arc<ManualClock>,
     entries: Arc<Mutex<Vec<Entry>>>,
     documents: Arc<Mutex<HashMap<(String, String), String>>>,
+    breakers: Arc<Mutex<Vec<Breaker>>>,
 }
 
 impl FakeStore {
@@ -33,6 +34,7 @@ impl FakeStore {
             clock: Arc::new(ManualClock::new(now_ms)),
             entries: Arc::default(),
             documents: Arc::default(),
+            breakers: Arc::default(),
         }
     }
 
@@ -68,6 +70,14 @@ impl FakeStore {
     /// Every pair, in insertion order.
     pub fn entries(&self) -> Vec<Entry> {
         lock(&self.entries).clone()
+    }
+
+    /// Sets a breaker as the engine would have left it (replacing the one of the same
+    /// consumer and dependency).
+    pub fn set_breaker(&self, breaker: Breaker) {
+        let mut all = lock(&self.breakers);
+        all.retain(|b| (&b.consumer, &b.dependency) != (&breaker.consumer, &breaker.dependency));
+        all.push(breaker);
     }
 
     /// How many documents the monitor wrote or kept.
@@ -146,6 +156,39 @@ impl TaskStore for FakeStore {
     ) -> Result<(), LedgerError> {
         lock(&self.documents).insert((partition.to_owned(), key.to_owned()), document);
         Ok(())
+    }
+
+    async fn breakers(&self) -> Result<Vec<Breaker>, LedgerError> {
+        Ok(lock(&self.breakers).clone())
+    }
+}
+
+/// Event source mappings in memory: records each change it was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct FakeEventSources {
+    calls: Arc<Mutex<Vec<(String, bool)>>>,
+}
+
+impl FakeEventSources {
+    /// Nothing changed yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// (function, enabled) of every change asked for, in order.
+    pub fn calls(&self) -> Vec<(String, bool)> {
+        lock(&self.calls).clone()
+    }
+}
+
+impl super::ports::EventSources for FakeEventSources {
+    fn set_enabled<'a>(
+        &'a self,
+        function: &'a str,
+        enabled: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u32, String>> + Send + 'a>> {
+        lock(&self.calls).push((function.to_owned(), enabled));
+        Box::pin(async { Ok(1) })
     }
 }
 

@@ -13,6 +13,7 @@
 //! A sweep's cost follows the number of open pairs and DLQs, never the table's size.
 
 pub mod alert;
+mod breakers;
 mod config;
 mod documents;
 #[cfg(any(test, feature = "test-util"))]
@@ -29,8 +30,10 @@ use mailroom_lambda::sqs::SqsError;
 
 pub use config::MonitorConfig;
 #[cfg(any(test, feature = "test-util"))]
-pub use fake::{FakeAlerts, FakeDlqs, FakeStore};
-pub use ports::{AlertMessage, AlertSink, DlqReader, SnsAlerts, SqsDlqs, TaskStore};
+pub use fake::{FakeAlerts, FakeDlqs, FakeEventSources, FakeStore};
+pub use ports::{
+    AlertMessage, AlertSink, DlqReader, EventSources, LambdaMappings, SnsAlerts, SqsDlqs, TaskStore,
+};
 pub use report::{
     Bucket, DeadLetterSample, DlqRecord, DlqStatus, OpenTask, SentAlert, SweepReport,
 };
@@ -72,6 +75,9 @@ pub struct Monitor<S = Ledger, D = SqsDlqs, A = SnsAlerts> {
     store: S,
     dlqs: D,
     alerts: A,
+    /// Pauses and resumes consumers' event source mappings for their circuit breakers;
+    /// none: the breakers still hold records, and the mappings are left alone.
+    event_sources: Option<std::sync::Arc<dyn EventSources>>,
 }
 
 impl Monitor {
@@ -103,7 +109,16 @@ impl<S, D, A> Monitor<S, D, A> {
             store,
             dlqs,
             alerts,
+            event_sources: None,
         }
+    }
+
+    /// The same monitor, pausing consumers' event source mappings through `sources` while
+    /// their circuit breakers are open.
+    #[must_use]
+    pub fn with_event_sources(mut self, sources: impl EventSources + 'static) -> Self {
+        self.event_sources = Some(std::sync::Arc::new(sources));
+        self
     }
 
     /// The configuration.

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
-use mailroom_lambda::ledger::{Entry, Ledger, LedgerError};
+use mailroom_lambda::ledger::{Breaker, Entry, Ledger, LedgerError};
 use mailroom_lambda::poison::REASON_ATTRIBUTE;
 use mailroom_lambda::sqs::{QueueUrl, SqsError};
 
@@ -65,6 +65,12 @@ pub trait TaskStore: Send + Sync {
         key: &str,
         document: String,
     ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    /// Every circuit breaker.
+    ///
+    /// # Errors
+    /// When the table does not answer.
+    fn breakers(&self) -> impl Future<Output = Result<Vec<Breaker>, LedgerError>> + Send;
 }
 
 impl TaskStore for Ledger {
@@ -103,6 +109,10 @@ impl TaskStore for Ledger {
         document: String,
     ) -> Result<(), LedgerError> {
         super::documents::put_document(self, partition, key, document).await
+    }
+
+    async fn breakers(&self) -> Result<Vec<Breaker>, LedgerError> {
+        Ledger::breakers(self, None).await
     }
 }
 
@@ -252,5 +262,82 @@ impl AlertSink for SnsAlerts {
             .await
             .map(|_| tracing::warn!(alert = %key, %subject, "alert sent"))
             .map_err(|e| mailroom_lambda::error::describe(&e))
+    }
+}
+
+/// Pauses and resumes a function's event source mappings, as a circuit breaker asks.
+pub trait EventSources: Send + Sync + std::fmt::Debug {
+    /// Enables (or disables) every SQS event source mapping of `function`; says how many it
+    /// changed.
+    ///
+    /// # Errors
+    /// When Lambda does not answer, with the reason.
+    fn set_enabled<'a>(
+        &'a self,
+        function: &'a str,
+        enabled: bool,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<u32, String>> + Send + 'a>>;
+}
+
+/// [`EventSources`] over the Lambda SDK (`ListEventSourceMappings`,
+/// `UpdateEventSourceMapping`).
+#[derive(Debug, Clone)]
+pub struct LambdaMappings {
+    client: aws_sdk_lambda::Client,
+}
+
+impl LambdaMappings {
+    /// Wraps an SDK client, built once at cold start.
+    pub fn new(client: aws_sdk_lambda::Client) -> Self {
+        Self { client }
+    }
+
+    async fn apply(&self, function: &str, enabled: bool) -> Result<u32, String> {
+        let mut changed = 0;
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_event_source_mappings()
+                .function_name(function)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| mailroom_lambda::error::describe(&e))?;
+            for m in page.event_source_mappings() {
+                let sqs = m.event_source_arn().is_some_and(|a| a.contains(":sqs:"));
+                let state = m.state().unwrap_or_default();
+                let already = if enabled {
+                    matches!(state, "Enabled" | "Enabling")
+                } else {
+                    matches!(state, "Disabled" | "Disabling")
+                };
+                let Some(uuid) = m.uuid().filter(|_| sqs && !already) else {
+                    continue;
+                };
+                self.client
+                    .update_event_source_mapping()
+                    .uuid(uuid)
+                    .enabled(enabled)
+                    .send()
+                    .await
+                    .map_err(|e| mailroom_lambda::error::describe(&e))?;
+                changed += 1;
+            }
+            match page.next_marker() {
+                Some(next) if !next.is_empty() => marker = Some(next.to_owned()),
+                _ => return Ok(changed),
+            }
+        }
+    }
+}
+
+impl EventSources for LambdaMappings {
+    fn set_enabled<'a>(
+        &'a self,
+        function: &'a str,
+        enabled: bool,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<u32, String>> + Send + 'a>> {
+        Box::pin(self.apply(function, enabled))
     }
 }

@@ -1,6 +1,6 @@
 //! What the monitor reports: open tasks by bucket, DLQ states, the alerts a sweep sent.
 
-use mailroom_lambda::ledger::Entry;
+use mailroom_lambda::ledger::{Breaker, Entry};
 use serde::{Deserialize, Serialize};
 
 use super::alert::{Level, Notice};
@@ -91,4 +91,8 @@ pub struct SweepReport {
     /// Alert messages that could not be published; their state was kept, so the next sweep
     /// tries again.
     pub failed_alerts: Vec<String>,
+    /// Every circuit breaker, as the engine left it.
+    pub breakers: Vec<Breaker>,
+    /// Functions whose event source mappings are paused by an open breaker.
+    pub paused: Vec<String>,
 }

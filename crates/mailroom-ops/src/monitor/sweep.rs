@@ -17,15 +17,15 @@ use super::{
 };
 
 /// One alert's condition as a sweep found it.
-struct Condition {
-    /// `dlq:<name>` or `stuck-tasks`.
-    key: String,
+pub(super) struct Condition {
+    /// `dlq:<name>`, `stuck-tasks` or `breaker:<consumer>/<dependency>`.
+    pub(super) key: String,
     /// How bad it is now.
-    level: Level,
+    pub(super) level: Level,
     /// One line, for the subject.
-    summary: String,
+    pub(super) summary: String,
     /// What the alert's body carries.
-    details: serde_json::Value,
+    pub(super) details: serde_json::Value,
 }
 
 impl<S: TaskStore, D: DlqReader, A: AlertSink> Monitor<S, D, A> {
@@ -90,7 +90,7 @@ impl<S: TaskStore, D: DlqReader, A: AlertSink> Monitor<S, D, A> {
     pub async fn sweep(&self) -> Result<SweepReport, MonitorError> {
         let now = self.store.now_ms();
         let cooldown = ms(self.config.cooldown);
-        let docs = self.store.documents(STATE_PARTITION).await?;
+        let mut docs = self.store.documents(STATE_PARTITION).await?;
         let buckets = self.buckets().await?;
         let mut report = SweepReport {
             at_ms: now,
@@ -102,6 +102,8 @@ impl<S: TaskStore, D: DlqReader, A: AlertSink> Monitor<S, D, A> {
             dlqs: Vec::new(),
             alerts: Vec::new(),
             failed_alerts: Vec::new(),
+            breakers: Vec::new(),
+            paused: Vec::new(),
         };
 
         // Stuck tasks: past the last threshold and not in a DLQ (the DLQ alert covers those).
@@ -137,7 +139,7 @@ impl<S: TaskStore, D: DlqReader, A: AlertSink> Monitor<S, D, A> {
             summary,
             details,
         };
-        self.evaluate(&docs, condition, (now, cooldown), &mut report)
+        self.evaluate(&mut docs, condition, (now, cooldown), &mut report)
             .await?;
 
         // DLQs: depth and growth against the last sweep.
@@ -174,7 +176,7 @@ impl<S: TaskStore, D: DlqReader, A: AlertSink> Monitor<S, D, A> {
                 summary,
                 details,
             };
-            self.evaluate(&docs, condition, (now, cooldown), &mut report)
+            self.evaluate(&mut docs, condition, (now, cooldown), &mut report)
                 .await?;
             if depth != record.depth || record.swept_at_ms == 0 {
                 record.depth = depth;
@@ -192,6 +194,9 @@ impl<S: TaskStore, D: DlqReader, A: AlertSink> Monitor<S, D, A> {
             });
         }
 
+        self.sweep_breakers(&mut docs, (now, cooldown), &mut report)
+            .await?;
+
         self.emit(&report);
         tracing::info!(
             buckets = ?report.buckets,
@@ -205,9 +210,9 @@ impl<S: TaskStore, D: DlqReader, A: AlertSink> Monitor<S, D, A> {
 
     /// Steps one alert's state machine, at `now` with `cooldown` (both in ms), and sends what
     /// it says.
-    async fn evaluate(
+    pub(super) async fn evaluate(
         &self,
-        docs: &HashMap<String, String>,
+        docs: &mut HashMap<String, String>,
         condition: Condition,
         (now, cooldown): (u64, u64),
         report: &mut SweepReport,
@@ -259,9 +264,11 @@ impl<S: TaskStore, D: DlqReader, A: AlertSink> Monitor<S, D, A> {
             }
         }
         if after != before {
+            let doc = to_json(&after);
             self.store
-                .put_document(STATE_PARTITION, &doc_key, to_json(&after))
+                .put_document(STATE_PARTITION, &doc_key, doc.clone())
                 .await?;
+            docs.insert(doc_key, doc);
         }
         Ok(())
     }
@@ -306,7 +313,7 @@ fn dlq_record(docs: &HashMap<String, String>, url: &QueueUrl) -> DlqRecord {
         .unwrap_or_default()
 }
 
-fn to_json<T: Serialize>(value: &T) -> String {
+pub(super) fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned())
 }
 
