@@ -7,6 +7,7 @@ mod discovery;
 mod fanout;
 mod helpers;
 mod ledger;
+mod mappings;
 mod monitor;
 mod moto_dynamodb;
 mod moto_sns;

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::faults::{FaultPlan, FaultyEndpoint};
 use crate::function_url::FunctionUrl;
+use crate::lambda_api::{LambdaApi, Mappings};
 use crate::proxy::Upstreams;
 use crate::runner::{self, Counters, FunctionProcess};
 use crate::template::{Clients, FunctionSpec, Provisioned, Template};
@@ -80,6 +81,10 @@ pub struct Pipeline {
     pub traffic: Clients,
     /// The fault proxy, when faults were asked for.
     pub faulty: Option<FaultyEndpoint>,
+    /// The event source mappings, as the Lambda API shows them.
+    pub mappings: Arc<Mappings>,
+    /// The Lambda API's event source mapping operations, on loopback.
+    pub lambda_api: LambdaApi,
     tasks: JoinSet<()>,
     _moto: Option<Moto>,
 }
@@ -190,6 +195,10 @@ impl Pipeline {
             dynamodb: aws_sdk_dynamodb::Client::new(&app),
         };
         let rie = runner::emulator(&venv)?;
+        // The Lambda API's event source mappings, which the functions (the task monitor, for
+        // circuit breakers) pause and resume.
+        let mappings = Arc::new(Mappings::default());
+        let lambda_api = LambdaApi::serve(mappings.clone()).await?;
         let mut tasks = JoinSet::new();
         let mut functions = BTreeMap::new();
         for spec in &provisioned.functions {
@@ -206,6 +215,10 @@ impl Pipeline {
             env.insert("AWS_ACCESS_KEY_ID".into(), "local".into());
             env.insert("AWS_SECRET_ACCESS_KEY".into(), "local".into());
             env.insert("AWS_ENDPOINT_URL".into(), app_endpoint.clone());
+            env.insert(
+                "AWS_ENDPOINT_URL_LAMBDA".into(),
+                lambda_api.url().to_owned(),
+            );
             env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), spec.logical_id.clone());
             // The emulator gives each invocation this deadline, as Lambda does.
             env.insert(
@@ -239,6 +252,8 @@ impl Pipeline {
             }
             let counters = Arc::new(Counters::default());
             for source in &spec.queues {
+                let mapping =
+                    mappings.add(&spec.logical_id, source.arn.as_str(), source.batch_size);
                 for p in &processes {
                     tasks.spawn(runner::poll(
                         traffic.sqs.clone(),
@@ -246,6 +261,7 @@ impl Pipeline {
                         p.clone(),
                         counters.clone(),
                         options.speed,
+                        mapping.clone(),
                     ));
                 }
             }
@@ -282,6 +298,8 @@ impl Pipeline {
             traffic,
             faulty,
             tasks,
+            mappings,
+            lambda_api,
             _moto: moto,
         })
     }

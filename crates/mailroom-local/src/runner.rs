@@ -359,6 +359,7 @@ pub async fn poll(
     function: Arc<FunctionProcess>,
     counters: Arc<Counters>,
     speed: u32,
+    mapping: Arc<crate::lambda_api::Mapping>,
 ) {
     let events = EventSource::new(sqs, source.queue.clone(), source.arn.clone(), REGION)
         .batch_size(source.batch_size.min(10))
@@ -366,6 +367,11 @@ pub async fn poll(
     let window =
         Duration::from_secs(u64::try_from(source.batching_window_secs).unwrap_or(0)) / speed.max(1);
     loop {
+        // A disabled mapping takes no batch (`UpdateEventSourceMapping`, `Enabled: false`).
+        if !mapping.is_enabled() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
         // Lambda takes no batch for an execution environment that is gone: replace it first.
         if let Err(e) = function.ensure_running().await {
             tracing::warn!(error = %e, queue = %source.queue, "the function cannot start; taking no batch");
@@ -385,7 +391,12 @@ pub async fn poll(
         }
         // The batching window: wait to fill the batch, as Lambda does.
         let deadline = tokio::time::Instant::now() + window;
-        let wanted = usize::try_from(source.batch_size).unwrap_or(10);
+        let wanted = usize::try_from(
+            mapping
+                .batch_size
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+        .unwrap_or(10);
         while event.records.len() < wanted && tokio::time::Instant::now() < deadline {
             match events.receive().await {
                 Ok(more) if !more.records.is_empty() => event.records.extend(more.records),

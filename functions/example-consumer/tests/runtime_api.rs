@@ -100,6 +100,11 @@ async fn a_killed_execution_environment_is_replaced_and_takes_no_batch_while_dow
         function.clone(),
         counters.clone(),
         1,
+        mailroom_local::lambda_api::Mappings::default().add(
+            "example-consumer",
+            queue.arn.as_str(),
+            10,
+        ),
     ));
     for i in 0..3 {
         let order = format!(r#"{{"order_id":"o-{i}","amount_cents":100}}"#);
