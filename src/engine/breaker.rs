@@ -123,14 +123,14 @@ impl<Q: QueuePort> Engine<Q> {
     }
 
     /// Counts the batch's outcomes against its dependencies and moves the breakers: opens a
-    /// tripped one, or settles the probe.
+    /// tripped one, or settles the probe. Returns the new cool-down when the probe failed.
     pub(crate) async fn after_gate(
         &self,
         policy: &BreakerPolicy,
         ledger: &Ledger,
         gate: &Gate,
         done: &[Done],
-    ) {
+    ) -> Option<Duration> {
         let consumer = self.config.consumer.as_str();
         if let Gate::Probe {
             dependency,
@@ -140,9 +140,14 @@ impl<Q: QueuePort> Engine<Q> {
             ..
         } = gate
         {
-            let Some(probe) = done.iter().find(|d| !is_held(d)) else {
-                return;
-            };
+            let probe = done.iter().find(|d| !is_held(d))?;
+            let failed = matches!(
+                probe.report.outcome,
+                Outcome::Failed {
+                    cause: Cause::Retry,
+                    ..
+                }
+            );
             let verdict = match &probe.report.outcome {
                 Outcome::Succeeded | Outcome::Poisoned { .. } => None,
                 Outcome::Failed {
@@ -168,7 +173,9 @@ impl<Q: QueuePort> Engine<Q> {
                     tracing::warn!(error = %e, "circuit breaker: the probe's verdict was not written; its claim runs out");
                 }
             }
-            return;
+            return verdict
+                .filter(|_| failed)
+                .map(|(cooldown, _)| Duration::from_millis(cooldown));
         }
         // (dependency, error, cool-down) of each breaker to open.
         let tripped: Vec<(String, String, Duration)> = {
@@ -228,6 +235,7 @@ impl<Q: QueuePort> Engine<Q> {
                 }
             }
         }
+        None
     }
 }
 

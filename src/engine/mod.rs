@@ -284,6 +284,12 @@ impl<Q: QueuePort> Engine<Q> {
             ),
             Some(Gate::Run) | None => (0, Duration::ZERO, String::new()),
         };
+        // The probe's record, to send back to the queue if the probe fails: a failed probe
+        // must not count toward the record's maxReceiveCount either.
+        let probe_copy = match &gate {
+            Some(Gate::Probe { .. }) => records.first().cloned(),
+            _ => None,
+        };
         let held: Vec<Work> = records
             .drain(records.len() - held..)
             .map(&take_apart)
@@ -324,7 +330,20 @@ impl<Q: QueuePort> Engine<Q> {
         done.extend(held);
         done.sort_unstable_by_key(|d| d.index);
         if let (Some((policy, ledger)), Some(gate)) = (breaker, &gate) {
-            self.after_gate(policy, ledger, gate, &done).await;
+            let reopened = self.after_gate(policy, ledger, gate, &done).await;
+            if let (Some(cooldown), Some(copy)) = (reopened, probe_copy) {
+                let index = copy.0;
+                let reason = "circuit open again: the probe failed";
+                let w = take_apart(copy);
+                if let (Some(again), Some(slot)) = (
+                    self.hold(vec![w], cooldown, reason, source.as_ref(), fifo)
+                        .await
+                        .pop(),
+                    done.iter_mut().find(|d| d.index == index),
+                ) {
+                    *slot = again;
+                }
+            }
         }
         let ages = Ages::of(&done);
 
