@@ -334,7 +334,7 @@ pub(super) async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     if common.speed == 1 {
         common.speed = 60;
     }
-    let p = bring_up(&common, &webhook, None, !args.no_lease).await?;
+    let p = bring_up(&common, &webhook, None, !args.no_lease, true).await?;
     if !args.json {
         println!(
             "mailroom local demo: template.yaml on the AWS emulator, real function binaries under the Lambda Runtime Interface Emulator (speed ×{})",

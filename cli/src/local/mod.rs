@@ -7,6 +7,7 @@
 
 mod cost;
 mod demo;
+mod outage;
 mod up;
 mod webhook;
 
@@ -84,11 +85,19 @@ pub(crate) struct DemoArgs {
     /// (the demo's webhook deduplicates on the task id).
     #[arg(long)]
     no_lease: bool,
+    /// Play a downstream outage instead of the mixed workload: the webhook is down for SECS
+    /// (divided by the speed), then back; once with the notifier's circuit breaker, once with
+    /// it switched off, side by side.
+    #[arg(long, value_name = "SECS")]
+    outage: Option<u64>,
 }
 
 pub(crate) async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Up(args) => up::up(args.common, args.template).await,
-        Command::Demo(args) => demo::demo(args).await,
+        Command::Demo(args) => match args.outage {
+            Some(secs) => outage::outage(&args, secs).await,
+            None => demo::demo(args).await,
+        },
     }
 }

@@ -69,6 +69,7 @@ pub(super) async fn bring_up(
     webhook: &str,
     template: Option<&Path>,
     leases: bool,
+    breaker: bool,
 ) -> anyhow::Result<Pipeline> {
     let (root, template) = project(template)?;
     let set = |pairs: &[(&str, Option<&str>)]| -> BTreeMap<String, Option<String>> {
@@ -90,16 +91,37 @@ pub(super) async fn bring_up(
     );
     let thresholds = scaled_thresholds(speed);
     let cooldown = (3600 / speed).max(1).to_string();
+    let pause_after = (60 / speed).max(1).to_string();
     env.insert(
         "task-monitor".to_owned(),
         set(&[
             ("MAILROOM_MONITOR_THRESHOLDS", Some(&thresholds)),
             ("MAILROOM_ALERT_COOLDOWN_SECS", Some(&cooldown)),
+            ("MAILROOM_BREAKER_PAUSE_AFTER_SECS", Some(&pause_after)),
             ("NOTIFIER_SIGNING_SECRET_PARAMETER", None),
             ("NOTIFIER_SIGNING_SECRET", Some(LOCAL_SIGNING_SECRET)),
             ("NOTIFIER_ALLOW_PRIVATE_DESTINATIONS", Some("true")),
         ]),
     );
+    // The circuit breakers' cool-downs, scaled like the visibility timeouts (30 s first, 10
+    // minutes at most, in AWS).
+    let breaker_cooldown = (30 / speed).max(1).to_string();
+    let breaker_max = (600 / speed).max(2).to_string();
+    for consumer in ["notifier", "example-consumer"] {
+        let env = env.entry(consumer.to_owned()).or_insert_with(BTreeMap::new);
+        env.insert(
+            "MAILROOM_BREAKER".to_owned(),
+            Some((if breaker { "on" } else { "off" }).to_owned()),
+        );
+        env.insert(
+            "MAILROOM_BREAKER_COOLDOWN_SECS".to_owned(),
+            Some(breaker_cooldown.clone()),
+        );
+        env.insert(
+            "MAILROOM_BREAKER_MAX_COOLDOWN_SECS".to_owned(),
+            Some(breaker_max.clone()),
+        );
+    }
     if !leases {
         for consumer in ["notifier", "example-consumer"] {
             env.entry(consumer.to_owned())
@@ -194,7 +216,7 @@ pub(super) async fn up(common: Common, template: Option<PathBuf>) -> anyhow::Res
         Some(w) => w.clone(),
         None => receiver.start().await?,
     };
-    let pipeline = bring_up(&common, &webhook, template.as_deref(), true).await?;
+    let pipeline = bring_up(&common, &webhook, template.as_deref(), true, true).await?;
     println!("mailroom local: the pipeline is up (Ctrl-C to stop)");
     print_topology(&pipeline);
     if let Some(topic) = pipeline.provisioned.topics.get("EventsTopic") {

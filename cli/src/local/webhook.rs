@@ -23,6 +23,10 @@ pub(super) struct Receiver {
     pub(super) log: Mutex<Option<std::io::BufWriter<std::fs::File>>>,
     /// Completion callbacks received: (webhook-id, status) each.
     pub(super) callbacks: Mutex<Vec<(String, String)>>,
+    /// The service is down: every delivery gets a 503 (the outage scenario).
+    pub(super) down: AtomicBool,
+    /// Deliveries that reached it while it was down.
+    pub(super) hits_while_down: std::sync::atomic::AtomicU64,
 }
 
 impl Receiver {
@@ -107,6 +111,10 @@ impl Receiver {
     /// Answers a delivery whose `webhook-id` (the task id) is `id`.
     pub(super) fn answer(&self, id: &str, body: &[u8]) -> axum::http::StatusCode {
         use axum::http::StatusCode;
+        if self.down.load(Ordering::Relaxed) {
+            self.hits_while_down.fetch_add(1, Ordering::Relaxed);
+            return StatusCode::SERVICE_UNAVAILABLE;
+        }
         let doc: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let customer = doc["event"]["customer"].as_str().unwrap_or_default();
         let attempt = {

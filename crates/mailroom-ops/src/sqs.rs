@@ -3,7 +3,8 @@
 use aws_sdk_sqs::types::QueueAttributeName;
 use mailroom_lambda::sqs::{QueueUrl, SqsError};
 
-/// A queue's approximate `(visible, in flight)` message counts.
+/// A queue's approximate `(visible, not visible)` message counts; not visible counts those
+/// in flight and those delayed (a circuit breaker's held copies, for one).
 ///
 /// # Errors
 /// When the call fails.
@@ -16,6 +17,7 @@ pub async fn queue_depth(
         .queue_url(queue.as_str())
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
         .send()
         .await
         .map_err(|e| SqsError::from_sdk("GetQueueAttributes", &e))?
@@ -24,6 +26,7 @@ pub async fn queue_depth(
     let count = |k: &QueueAttributeName| attrs.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
     Ok((
         count(&QueueAttributeName::ApproximateNumberOfMessages),
-        count(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        count(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            + count(&QueueAttributeName::ApproximateNumberOfMessagesDelayed),
     ))
 }
