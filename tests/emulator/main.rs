@@ -4,6 +4,7 @@
 mod backoff;
 mod breaker;
 mod discovery;
+mod fair_queues;
 mod fanout;
 mod helpers;
 mod ledger;
