@@ -217,6 +217,20 @@ impl RecordMeta {
             .and_then(|t| u64::try_from(t).ok())
     }
 
+    /// The tenant: the publisher's `tenant` attribute, else the message group (which SNS
+    /// standard topics pass through to the queue, and SQS fair queues key on).
+    pub(crate) fn tenant(&self) -> Option<&str> {
+        small_get(&self.sqs_attributes, crate::publish::TENANT_ATTRIBUTE)
+            .and_then(|a| a.string_value.as_deref())
+            .or_else(|| {
+                self.sns
+                    .as_ref()
+                    .and_then(|s| s.attributes.get(crate::publish::TENANT_ATTRIBUTE))
+                    .map(|a| a.value.as_str())
+            })
+            .or(self.group_id.as_deref())
+    }
+
     pub(crate) fn task_id(&self) -> Option<&str> {
         self.task_id
             .as_deref()

@@ -109,6 +109,16 @@ impl<Q: QueuePort> Engine<Q> {
         if let Some(age) = ages.queue_ms {
             emf = emf.metric("MessageAge", Unit::Milliseconds, age);
         }
+        // Dwell time per tenant, so one tenant's backlog shows apart from the others'.
+        for (tenant, age) in &ages.tenants {
+            let dims = [
+                ("Consumer", self.config.consumer.as_str()),
+                ("Tenant", tenant.as_str()),
+            ];
+            Emf::new(&self.config.namespace, &dims)
+                .metric("MessageAge", Unit::Milliseconds, *age)
+                .emit(&self.config.metrics);
+        }
         if let Some(age) = ages.publish_ms {
             emf = emf.metric("PublishAge", Unit::Milliseconds, age);
         }
@@ -123,10 +133,16 @@ impl<Q: QueuePort> Engine<Q> {
     }
 }
 
-/// The oldest message in the batch, by SQS and by SNS timestamps.
+/// The most tenants a batch reports dwell time for: a dimension per tenant is a custom
+/// metric each in CloudWatch, so a batch of many small tenants reports the oldest ones.
+const MAX_TENANTS: usize = 20;
+
+/// The oldest message in the batch, by SQS and by SNS timestamps, and per tenant.
 pub(crate) struct Ages {
     queue_ms: Option<f64>,
     publish_ms: Option<f64>,
+    /// The oldest message of each tenant in the batch (by SQS's timestamp), oldest first.
+    tenants: Vec<(String, f64)>,
 }
 
 impl Ages {
@@ -150,10 +166,24 @@ impl Ages {
             .min()
             .and_then(parse_iso8601_ms)
             .map(age);
+        let mut tenants: Vec<(String, i64)> = Vec::new();
+        for d in done {
+            let meta = &d.report.meta;
+            let (Some(tenant), Some(sent)) = (meta.tenant(), meta.sent_at_ms) else {
+                continue;
+            };
+            match tenants.iter_mut().find(|(t, _)| t == tenant) {
+                Some((_, oldest)) => *oldest = (*oldest).max(age(sent)),
+                None => tenants.push((tenant.to_owned(), age(sent))),
+            }
+        }
+        tenants.sort_unstable_by_key(|(_, a)| std::cmp::Reverse(*a));
+        tenants.truncate(MAX_TENANTS);
         #[allow(clippy::cast_precision_loss, reason = "ages in ms fit f64 exactly")]
         Self {
             queue_ms: queue.map(|a| a as f64),
             publish_ms: publish.map(|a| a as f64),
+            tenants: tenants.into_iter().map(|(t, a)| (t, a as f64)).collect(),
         }
     }
 }

@@ -1016,3 +1016,58 @@ async fn max_message_bytes_configured_overrides_the_queue() {
     assert_eq!(b.queues.size_lookups(), 0);
     assert!(reason_of(&b.queues.sent()[0]).is_some());
 }
+
+#[tokio::test]
+async fn dwell_time_is_reported_per_tenant_by_attribute_or_message_group() {
+    // GIVEN a batch of three: tenant `acme` by attribute (sent 5 s ago), tenant `globex` by
+    // message group (sent 9 s ago and 2 s ago), and one without a tenant
+    let b = bed();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    let mut event = raw_batch(4);
+    let sent = |r: &mut aws_lambda_events::sqs::SqsMessage, secs: u128| {
+        r.attributes
+            .insert("SentTimestamp".into(), (now - secs * 1000).to_string());
+    };
+    let mut tenant = aws_lambda_events::sqs::SqsMessageAttribute::default();
+    tenant.string_value = Some("acme".into());
+    tenant.data_type = Some("String".into());
+    event.records[0]
+        .message_attributes
+        .insert("tenant".into(), tenant);
+    sent(&mut event.records[0], 5);
+    for (r, secs) in [(1, 9), (2, 2)] {
+        event.records[r]
+            .attributes
+            .insert("MessageGroupId".into(), "globex".into());
+        sent(&mut event.records[r], secs);
+    }
+
+    // WHEN it runs
+    b.engine
+        .process(event, Deadline::none(), |_: Message<Order>| async {
+            Ok(())
+        })
+        .await
+        .expect("runs");
+
+    // THEN besides the batch's line, one MessageAge line per tenant, with its oldest message
+    let docs = b.metrics.lock().expect("lock").clone();
+    let per_tenant: std::collections::BTreeMap<&str, f64> = docs
+        .iter()
+        .filter_map(|d| Some((d["Tenant"].as_str()?, d["MessageAge"].as_f64()?)))
+        .collect();
+    assert_eq!(per_tenant.len(), 2, "{docs:#?}");
+    assert!(
+        (8_900.0..20_000.0).contains(&per_tenant["globex"]),
+        "{per_tenant:?}"
+    );
+    assert!(
+        (4_900.0..8_900.0).contains(&per_tenant["acme"]),
+        "{per_tenant:?}"
+    );
+    let dims = &docs[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0];
+    assert_eq!(dims, &serde_json::json!(["Consumer", "Tenant"]));
+}
