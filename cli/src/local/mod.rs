@@ -7,6 +7,7 @@
 
 mod cost;
 mod demo;
+mod fairness;
 mod outage;
 mod up;
 mod webhook;
@@ -90,6 +91,11 @@ pub(crate) struct DemoArgs {
     /// it switched off, side by side.
     #[arg(long, value_name = "SECS")]
     outage: Option<u64>,
+    /// Play a noisy tenant instead: one tenant publishes ten times the volume of another, all
+    /// at once, to a slow webhook; once with SQS fair queues (emulated), once without, side by
+    /// side (the quiet tenant is a `--events` / 11 share).
+    #[arg(long, conflicts_with = "outage")]
+    noisy_tenant: bool,
 }
 
 pub(crate) async fn run(command: Command) -> anyhow::Result<()> {
@@ -97,6 +103,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<()> {
         Command::Up(args) => up::up(args.common, args.template).await,
         Command::Demo(args) => match args.outage {
             Some(secs) => outage::outage(&args, secs).await,
+            None if args.noisy_tenant => fairness::noisy_tenant(&args).await,
             None => demo::demo(args).await,
         },
     }

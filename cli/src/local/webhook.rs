@@ -27,6 +27,10 @@ pub(super) struct Receiver {
     pub(super) down: AtomicBool,
     /// Deliveries that reached it while it was down.
     pub(super) hits_while_down: std::sync::atomic::AtomicU64,
+    /// How long each delivery takes to answer, in ms: a service slower than its senders.
+    pub(super) delay_ms: std::sync::atomic::AtomicU64,
+    /// Accepted deliveries in order: (the event's `tenant`, ms from publish to acceptance).
+    pub(super) dwell: Mutex<Vec<(String, f64)>>,
 }
 
 impl Receiver {
@@ -81,6 +85,10 @@ impl Receiver {
                                 .and_then(|v| v.to_str().ok())
                                 .unwrap_or_default()
                                 .to_owned();
+                            let delay = me.delay_ms.load(Ordering::Relaxed);
+                            if delay > 0 {
+                                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                            }
                             me.answer(&id, &body)
                         }
                     },
@@ -147,6 +155,19 @@ impl Receiver {
             use std::io::Write;
             let line = serde_json::json!({"webhook_id": id, "order_id": doc["event"]["order_id"]});
             let _ = writeln!(w, "{line}");
+        }
+        if let (Some(tenant), Some(published)) = (
+            doc["event"]["tenant"].as_str(),
+            doc["published_at"].as_i64(),
+        ) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            #[allow(clippy::cast_precision_loss, reason = "ms ages fit f64 exactly")]
+            self.dwell
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((tenant.to_owned(), now.saturating_sub(published) as f64));
         }
         if let Some(order) = doc["event"]["order_id"].as_str() {
             *self
