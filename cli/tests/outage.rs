@@ -79,6 +79,21 @@ fn with_the_breaker_an_outage_dead_letters_nothing_and_alarms_once() {
         "{alerts:?}"
     );
 
+    // While it was down, after the breaker opened, the webhook saw the probes (each logged by
+    // the notifier that ran it) and at most one batch that another execution environment had
+    // already let through its gate: a handful, against every record's every retry without it.
+    let probes: usize = ["notifier-0.log", "notifier-1.log"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(logs.join("outage-with").join(f)).ok())
+        .map(|log| log.matches("circuit half-open: one record probes").count())
+        .sum();
+    assert!(probes >= 1, "{report:#}");
+    let after = with["calls_after_open"].as_u64().expect("a count");
+    assert!(
+        after as usize <= probes + 10,
+        "{after} calls after it opened, {probes} probes: {report:#}"
+    );
+
     // Without it: what the webhook did not take is in the DLQ (nothing lost either way), and
     // the down webhook was called several times as often.
     let delivered_without = accepted(&logs.join("outage-without/webhook.jsonl")).len();

@@ -75,6 +75,8 @@ pub struct Breaker {
     pub prober: Option<String>,
     /// How many times it has opened from closed.
     pub opens: u64,
+    /// When it last opened from closed, in ms since the epoch.
+    pub opened_at_ms: u64,
     /// The failure that opened it, or the probe's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -116,6 +118,7 @@ fn breaker(item: &Item) -> Result<Breaker, LedgerError> {
         probe_until_ms: number(item, "probe_until"),
         prober: string(item, "prober"),
         opens: number(item, "opens").unwrap_or(0),
+        opened_at_ms: number(item, "opened_at").unwrap_or(0),
         last_error: string(item, "last_error"),
         updated_at_ms: number(item, "updated_at").unwrap_or(0),
     })
@@ -184,7 +187,8 @@ impl Ledger {
         let mut expression = String::from(
             "SET #state = :open, consumer = :consumer, dependency = :dependency, \
              open_until = :until, cooldown = :cooldown, last_error = :error, \
-             opens = if_not_exists(opens, :zero) + :one, updated_at = :now, expires_at = :ttl",
+             opens = if_not_exists(opens, :zero) + :one, opened_at = :now, updated_at = :now, \
+             expires_at = :ttl",
         );
         if function.is_some() {
             expression.push_str(", #function = :function");

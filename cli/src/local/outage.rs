@@ -34,6 +34,11 @@ pub(super) struct Outcome {
     lost: usize,
     /// Deliveries that reached the webhook while it was down.
     calls_while_down: u64,
+    /// Of those, the ones after the notifier's breaker opened (by the breaker's item in the
+    /// ledger, read directly): the probes, and any batch another execution environment had
+    /// already let through its gate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    calls_after_open: Option<usize>,
     /// The alerts topic's messages about circuit breakers.
     breaker_alerts: Vec<String>,
     /// Every alert, in order.
@@ -104,6 +109,11 @@ pub(super) async fn outage(args: &DemoArgs, outage_secs: u64) -> anyhow::Result<
             b.calls_while_down.to_string(),
         );
         row(
+            "  after it opened",
+            a.calls_after_open.map_or("-".into(), |n| n.to_string()),
+            b.calls_after_open.map_or("-".into(), |n| n.to_string()),
+        );
+        row(
             "breaker alerts",
             a.breaker_alerts.len().to_string(),
             b.breaker_alerts.len().to_string(),
@@ -139,12 +149,14 @@ async fn half(
     } else {
         ("without", format!("{}-off", common.stack))
     };
+    let logs = super::up::log_dir(common)?.join(format!("outage-{label}"));
     let common = &super::Common {
         stack,
+        log_dir: Some(logs.clone()),
         ..common.clone()
     };
     let receiver = Arc::new(Receiver::default());
-    receiver.log_to(&super::up::log_dir(common)?.join(format!("outage-{label}")))?;
+    receiver.log_to(&logs)?;
     receiver.fixed.store(true, Ordering::Relaxed);
     receiver.down.store(true, Ordering::Relaxed);
     let webhook = receiver.start().await?;
@@ -181,6 +193,27 @@ async fn half(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
+    // When the breaker opened, from its item in the ledger.
+    let opened_at = match p.provisioned.tables.get("LedgerTable") {
+        Some(table) => mailroom_lambda::ledger::Ledger::new(p.clients.dynamodb.clone(), table)
+            .breakers(Some("notifier"))
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|b| b.opened_at_ms)
+            .filter(|at| *at > 0)
+            .min(),
+        None => None,
+    };
+    let calls_after_open = opened_at.map(|at| {
+        receiver
+            .down_calls_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|t| **t > at)
+            .count()
+    });
     receiver.flush();
     p.down().await;
     let delivered = accepted.len();
@@ -195,6 +228,7 @@ async fn half(
             .len()
             .saturating_sub(delivered + usize::try_from(dead_lettered).unwrap_or(usize::MAX)),
         calls_while_down,
+        calls_after_open,
         breaker_alerts: seen
             .iter()
             .filter(|a| a.contains("breaker:"))

@@ -27,6 +27,8 @@ pub(super) struct Receiver {
     pub(super) down: AtomicBool,
     /// Deliveries that reached it while it was down.
     pub(super) hits_while_down: std::sync::atomic::AtomicU64,
+    /// When each of them arrived, in ms since the epoch.
+    pub(super) down_calls_at: Mutex<Vec<u64>>,
     /// How long each delivery takes to answer, in ms: a service slower than its senders.
     pub(super) delay_ms: std::sync::atomic::AtomicU64,
     /// Accepted deliveries in order: (the event's `tenant`, ms from publish to acceptance).
@@ -121,6 +123,13 @@ impl Receiver {
         use axum::http::StatusCode;
         if self.down.load(Ordering::Relaxed) {
             self.hits_while_down.fetch_add(1, Ordering::Relaxed);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            self.down_calls_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(now);
             return StatusCode::SERVICE_UNAVAILABLE;
         }
         let doc: Value = serde_json::from_slice(body).unwrap_or(Value::Null);

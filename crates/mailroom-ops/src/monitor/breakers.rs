@@ -184,6 +184,7 @@ mod tests {
             probe_until_ms: None,
             prober: None,
             opens,
+            opened_at_ms: NOW,
             last_error: Some("HTTP 503 from hooks.example".into()),
             updated_at_ms: NOW,
         }
