@@ -1,4 +1,4 @@
-//! Issue 16's noisy tenant, as the README runs it: `mailroom local demo --noisy-tenant`. One
+//! Issue 16's noisy tenant, as the README runs it: `mailroom local demo --noisy-tenant --events 220`. One
 //! tenant publishes ten times the other's volume at once, to a webhook slower than the burst;
 //! with the test bed's emulation of SQS fair queues the quiet tenant is served ahead of most
 //! of the burst, without it behind all of it. Asserted on the webhook's order of acceptance
@@ -24,7 +24,7 @@ fn with_fair_queues_the_quiet_tenant_is_not_stuck_behind_the_noisy_ones_burst() 
             "demo",
             "--noisy-tenant",
             "--events",
-            "110",
+            "220",
             "--json",
             "--stack",
             "tenants",
@@ -46,9 +46,9 @@ fn with_fair_queues_the_quiet_tenant_is_not_stuck_behind_the_noisy_ones_burst() 
     let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
     let (fair, plain) = (&report["with_fair_queues"], &report["without"]);
     for half in [fair, plain] {
-        assert_eq!(half["noisy_published"], 100, "{report:#}");
-        assert_eq!(half["quiet_published"], 10, "{report:#}");
-        assert_eq!(half["delivered"], 110, "every event delivered: {report:#}");
+        assert_eq!(half["noisy_published"], 200, "{report:#}");
+        assert_eq!(half["quiet_published"], 20, "{report:#}");
+        assert_eq!(half["delivered"], 220, "every event delivered: {report:#}");
     }
     let behind = |h: &Value| h["quiet_behind_noisy_p95"].as_f64().expect("a share");
     assert!(
