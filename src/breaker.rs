@@ -36,6 +36,12 @@ pub struct BreakerPolicy {
     /// The longest cool-down, after failed probes (`MAILROOM_BREAKER_MAX_COOLDOWN_SECS`,
     /// default 600).
     pub max_cooldown: Duration,
+    /// How long a reading of all-closed breakers is trusted (`MAILROOM_BREAKER_REFRESH_MS`,
+    /// default 60000): batches within it run without reading them again, unless the
+    /// environment saw a transient failure since, which makes the next batch read them. An
+    /// environment whose records keep succeeding has no reason to hold them; one that meets
+    /// the down dependency sees its own failure, then the open breaker.
+    pub refresh: Duration,
     /// The Lambda function running the consumer (`AWS_LAMBDA_FUNCTION_NAME`), written on the
     /// breaker so the task monitor can pause its event source mappings.
     pub function: Option<String>,
@@ -49,6 +55,7 @@ impl Default for BreakerPolicy {
             window: 20,
             cooldown: Duration::from_secs(30),
             max_cooldown: Duration::from_secs(600),
+            refresh: Duration::from_secs(60),
             function: None,
         }
     }
@@ -83,6 +90,9 @@ impl BreakerPolicy {
                 .positive("MAILROOM_BREAKER_MAX_COOLDOWN_SECS")?
                 .map_or(d.max_cooldown, Duration::from_secs)
                 .max(cooldown),
+            refresh: env
+                .millis("MAILROOM_BREAKER_REFRESH_MS")?
+                .unwrap_or(d.refresh),
             function: env.string("AWS_LAMBDA_FUNCTION_NAME"),
         }))
     }

@@ -2,6 +2,7 @@
 //! of them probes; after it, the outcomes counted and the breaker moved.
 
 use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::pool::pool;
@@ -44,8 +45,10 @@ pub(crate) enum Gate {
 }
 
 impl<Q: QueuePort> Engine<Q> {
-    /// The gate for the next batch, from the consumer's breakers in the ledger. A ledger that
-    /// does not answer lets the batch run: the breaker protects the dependency, and the
+    /// The gate for the next batch, from the consumer's breakers in the ledger. While every
+    /// breaker was closed at the last read, less than `refresh` ago, and the environment has
+    /// seen no transient failure since, the batch runs without reading them again. A ledger
+    /// that does not answer lets the batch run: the breaker protects the dependency, and the
     /// records' own ledger calls decide whether they can run safely.
     pub(crate) async fn gate(
         &self,
@@ -54,6 +57,15 @@ impl<Q: QueuePort> Engine<Q> {
         deadline: Deadline,
     ) -> Gate {
         let consumer = self.config.consumer.as_str();
+        let now = ledger.clock().now_ms();
+        let suspect = self.breaker_suspect.swap(false, Ordering::Relaxed);
+        let closed_at = *self
+            .breakers_closed_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !suspect && closed_at.is_some_and(|at| now.saturating_sub(at) < ms(policy.refresh)) {
+            return Gate::Run;
+        }
         let breakers = match ledger.breakers(Some(consumer)).await {
             Ok(b) => b,
             Err(e) => {
@@ -61,11 +73,14 @@ impl<Q: QueuePort> Engine<Q> {
                 return Gate::Run;
             }
         };
-        let now = ledger.clock().now_ms();
         let open: Vec<_> = breakers
             .iter()
             .filter(|b| b.state != BreakerState::Closed)
             .collect();
+        *self
+            .breakers_closed_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = open.is_empty().then_some(now);
         let base = policy.cooldown;
         let reason = |b: &crate::ledger::Breaker| {
             format!(
@@ -189,6 +204,9 @@ impl<Q: QueuePort> Engine<Q> {
                         reason,
                         ..
                     } => {
+                        // The next batch reads the breakers again: another environment may
+                        // have opened one for this failure's dependency.
+                        self.breaker_suspect.store(true, Ordering::Relaxed);
                         let dependency = d.dependency.as_deref().unwrap_or(consumer);
                         match (d.dependency.is_some(), d.backoff) {
                             // The dependency said when to come back (`Retry-After`): every

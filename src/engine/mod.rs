@@ -75,6 +75,10 @@ pub struct Engine<Q> {
     ledger: Option<Ledger>,
     /// The circuit breaker's recent outcomes in this execution environment.
     windows: Mutex<crate::breaker::Windows>,
+    /// When the breakers were last read all closed (ledger clock, ms).
+    breakers_closed_at: Mutex<Option<u64>>,
+    /// A transient failure since: read the breakers before the next batch.
+    breaker_suspect: AtomicBool,
 }
 
 /// One record on its way through the engine.
@@ -119,6 +123,8 @@ impl<Q: QueuePort> Engine<Q> {
             directives: Default::default(),
             ledger: None,
             windows: Mutex::default(),
+            breakers_closed_at: Mutex::new(None),
+            breaker_suspect: AtomicBool::new(false),
         }
     }
 
