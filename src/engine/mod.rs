@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde::de::DeserializeOwned;
@@ -40,7 +40,6 @@ use crate::ledger::Ledger;
 use crate::message::{Message, Received};
 use crate::outcome::Failure;
 use crate::sqs::{QueueArn, QueuePort, QueueUrl, SqsError, SqsQueues};
-use breaker::Gate;
 use metrics::Ages;
 use pool::{group_by_message_group, pool};
 use report::build_report;
@@ -75,6 +74,8 @@ pub struct Engine<Q> {
     ledger: Option<Ledger>,
     /// The circuit breaker's recent outcomes in this execution environment.
     windows: Mutex<crate::breaker::Windows>,
+    /// A record's dependency, for the circuit breaker (`with_router`).
+    router: Option<breaker::Router>,
     /// When the breakers were last read all closed (ledger clock, ms).
     breakers_closed_at: Mutex<Option<u64>>,
     /// A transient failure since: read the breakers before the next batch.
@@ -123,6 +124,7 @@ impl<Q: QueuePort> Engine<Q> {
             directives: Default::default(),
             ledger: None,
             windows: Mutex::default(),
+            router: None,
             breakers_closed_at: Mutex::new(None),
             breaker_suspect: AtomicBool::new(false),
         }
@@ -135,6 +137,20 @@ impl<Q: QueuePort> Engine<Q> {
     #[must_use]
     pub fn with_ledger(mut self, ledger: Ledger) -> Self {
         self.ledger = Some(ledger);
+        self
+    }
+
+    /// Tells the circuit breaker which dependency a record goes to, from its payload (the SNS
+    /// `Message`, else the body): while the breaker of one dependency is open, only the records
+    /// bound for it are held, and the rest run. `None` is the consumer itself. Without a
+    /// router, an open breaker holds every record of the consumer. Called only while a
+    /// breaker is open.
+    #[must_use]
+    pub fn with_router(
+        mut self,
+        router: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.router = Some(breaker::Router(Box::new(router)));
         self
     }
 
@@ -274,36 +290,33 @@ impl<Q: QueuePort> Engine<Q> {
         };
         let limit = self.config.concurrency;
         let breaker = self.config.breaker.as_ref().zip(self.ledger.as_ref());
-        let gate = match breaker {
-            Some((policy, ledger)) => Some(self.gate(policy, ledger, deadline).await),
-            None => None,
+        let records: Vec<(usize, Incoming)> = records.into_iter().enumerate().collect();
+        let plan = match breaker {
+            Some((policy, ledger)) => self.plan(policy, ledger, deadline, records).await,
+            None => breaker::Plan {
+                run: records,
+                ..breaker::Plan::default()
+            },
         };
-        let mut records: Vec<(usize, Incoming)> = records.into_iter().enumerate().collect();
-        let (held, delay, reason) = match &gate {
-            Some(Gate::Hold { delay, reason }) => (records.len(), *delay, reason.clone()),
-            Some(Gate::Probe {
-                delay, dependency, ..
-            }) => (
-                records.len().saturating_sub(1),
-                *delay,
-                format!("circuit half-open: {dependency} is being probed"),
-            ),
-            Some(Gate::Run) | None => (0, Duration::ZERO, String::new()),
-        };
+        let breaker::Plan {
+            run: records,
+            held,
+            probe,
+            open,
+        } = plan;
         // The probe's record, to send back to the queue if the probe fails: a failed probe
         // must not count toward the record's maxReceiveCount either.
-        let probe_copy = match &gate {
-            Some(Gate::Probe { .. }) => records.first().cloned(),
-            _ => None,
-        };
-        let held: Vec<Work> = records
-            .drain(records.len() - held..)
-            .map(&take_apart)
-            .collect();
+        let probe_copy = probe
+            .as_ref()
+            .and_then(|p| records.iter().find(|(i, _)| *i == p.index).cloned());
         let held = if held.is_empty() {
             Vec::new()
         } else {
-            self.hold(held, delay, &reason, source.as_ref(), fifo).await
+            let held = held
+                .into_iter()
+                .map(|(r, delay, reason)| (take_apart(r), delay, reason))
+                .collect();
+            self.hold(held, source.as_ref(), fifo).await
         };
         let records = records.into_iter();
         let guarded = self.ledger.as_ref().filter(|_| self.config.leases);
@@ -335,14 +348,14 @@ impl<Q: QueuePort> Engine<Q> {
         };
         done.extend(held);
         done.sort_unstable_by_key(|d| d.index);
-        if let (Some((policy, ledger)), Some(gate)) = (breaker, &gate) {
-            let reopened = self.after_gate(policy, ledger, gate, &done).await;
+        if let Some((policy, ledger)) = breaker {
+            let reopened = self.after_plan(policy, ledger, probe.as_ref(), &done).await;
             if let (Some(cooldown), Some(copy)) = (reopened, probe_copy) {
                 let index = copy.0;
-                let reason = "circuit open again: the probe failed";
+                let reason = "circuit open again: the probe failed".to_owned();
                 let w = take_apart(copy);
                 if let (Some(again), Some(slot)) = (
-                    self.hold(vec![w], cooldown, reason, source.as_ref(), fifo)
+                    self.hold(vec![(w, cooldown, reason)], source.as_ref(), fifo)
                         .await
                         .pop(),
                     done.iter_mut().find(|d| d.index == index),
@@ -356,7 +369,7 @@ impl<Q: QueuePort> Engine<Q> {
         self.apply_backoff(source.as_ref(), &mut done).await;
         let report = build_report(done)?;
         let ledger_errors = ctx.ledger_errors.load(Ordering::Relaxed);
-        let open = gate.map(|g| !matches!(g, Gate::Run));
+        let open = breaker.map(|_| open);
         self.emit_metrics(
             &report,
             started.elapsed(),

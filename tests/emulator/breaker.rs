@@ -314,3 +314,94 @@ async fn a_retry_after_from_a_dependency_holds_every_record_bound_for_it() {
     let run = bed.invoke(&queue, &engine, handler).await;
     assert_eq!(causes(&run), vec![Some(Cause::Held)]);
 }
+
+#[tokio::test]
+async fn with_a_router_only_the_records_bound_for_the_down_dependency_are_held() {
+    // GIVEN a consumer whose router sends `down-*` orders to down.example and the rest to
+    // up.example, and whose down.example is down
+    let bed = TestBed::new().await;
+    let clock = Arc::new(ManualClock::starting_now());
+    let ledger = bed.ledger(clock.clone()).await;
+    let (queue, _dlq) = bed.queue_with_dlq("routed", 10, 30).await;
+    let (engine, _) = bed.engine(|c| {
+        c.consumer = CONSUMER.into();
+        c.breaker = Some(BreakerPolicy {
+            failures: 3,
+            ..BreakerPolicy::default()
+        });
+    });
+    let engine = engine.with_ledger(ledger.clone()).with_router(|payload| {
+        let order: Order = serde_json::from_str(payload).ok()?;
+        Some(
+            if order.order_id.starts_with("down") {
+                "down.example"
+            } else {
+                "up.example"
+            }
+            .to_owned(),
+        )
+    });
+    let send = |prefix: &'static str, n: usize| {
+        let bed = &bed;
+        let queue = &queue;
+        async move {
+            for i in 0..n {
+                let id = format!("{prefix}-{i}");
+                bed.send(
+                    queue,
+                    &envelope(&format!("t-{id}"), &order_json(&id, 100)),
+                    &[],
+                )
+                .await;
+            }
+        }
+    };
+    send("down", 6).await;
+    send("up", 4).await;
+    let (down_calls, up_calls) = (AtomicU32::new(0), AtomicU32::new(0));
+    let handler = |m: Message<Order>| {
+        let down = m.payload.order_id.starts_with("down");
+        let result = if down {
+            down_calls.fetch_add(1, Ordering::SeqCst);
+            Err(Failure::retry("HTTP 503 from down.example").on("down.example"))
+        } else {
+            up_calls.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        };
+        async move { result }
+    };
+
+    // WHEN the first batch trips down.example's breaker, and more up.example work arrives
+    let run = bed.invoke(&queue, &engine, handler).await;
+    assert_eq!(run.received, 10);
+    bed.make_visible(&queue, &run).await;
+    let down_sk = format!("{CONSUMER}#down.example");
+    let state = ledger
+        .breakers(Some(CONSUMER))
+        .await
+        .expect("breakers")
+        .into_iter()
+        .map(|b| (format!("{}#{}", b.consumer, b.dependency), b.state))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        state,
+        [(down_sk, mailroom_lambda::ledger::BreakerState::Open)]
+    );
+    send("up-later", 3).await;
+    let mut deferred_down = 0;
+    for _ in 0..3 {
+        let run = bed.invoke(&queue, &engine, handler).await;
+        deferred_down += deferred(&run);
+        bed.make_visible(&queue, &run).await;
+    }
+
+    // THEN the down host's records were held (sent back, delayed) without a call, while
+    // every up.example order ran
+    assert_eq!(
+        down_calls.load(Ordering::SeqCst),
+        6,
+        "no call after the trip"
+    );
+    assert_eq!(deferred_down, 6);
+    assert_eq!(up_calls.load(Ordering::SeqCst), 7);
+}

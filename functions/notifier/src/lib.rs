@@ -57,6 +57,30 @@ impl Notifier {
         })
     }
 
+    /// The circuit breaker's router: an event's destination host, as [`Notifier::handle`]
+    /// would deliver it (its callback URL, else the default webhook). While one host's
+    /// breaker is open, only the events bound for it are held.
+    pub fn router(&self) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
+        let field = self.config.callback_field.clone();
+        let default = self
+            .config
+            .webhook_url
+            .as_ref()
+            .and_then(|u| u.host_str().map(str::to_owned));
+        move |payload: &str| {
+            let callback = field.as_deref().and_then(|pointer| {
+                let doc: Value = serde_json::from_str(payload).ok()?;
+                let url = doc
+                    .pointer(pointer)?
+                    .as_str()?
+                    .parse::<reqwest::Url>()
+                    .ok()?;
+                url.host_str().map(str::to_owned)
+            });
+            callback.or_else(|| default.clone())
+        }
+    }
+
     /// Delivers one event.
     ///
     /// # Errors
@@ -270,6 +294,28 @@ mod tests {
         for s in [400, 401, 403, 404, 410, 422, 301] {
             assert_eq!(kind(s, None), FailureKind::Poison, "{s}");
         }
+    }
+
+    #[test]
+    fn the_breakers_router_names_the_host_the_event_is_delivered_to() {
+        let config = Config::from_env(&mailroom_lambda::Env::from_pairs(&[
+            ("NOTIFIER_SIGNING_SECRET", "s"),
+            ("NOTIFIER_WEBHOOK_URL", "https://default.example.com/hook"),
+            ("NOTIFIER_CALLBACK_FIELD", "/callback_url"),
+        ]))
+        .expect("config");
+        let notifier =
+            Notifier::new(config, SigningKey::from_secret(b"s").expect("key")).expect("client");
+        let route = notifier.router();
+        assert_eq!(
+            route(r#"{"callback_url":"https://partner.example.org/x"}"#).as_deref(),
+            Some("partner.example.org")
+        );
+        assert_eq!(
+            route(r#"{"order_id":"o-1"}"#).as_deref(),
+            Some("default.example.com")
+        );
+        assert_eq!(route("not json").as_deref(), Some("default.example.com"));
     }
 
     #[tokio::test]

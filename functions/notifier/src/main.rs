@@ -12,6 +12,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let secret = secret::resolve(&config.secret, &aws).await?;
     let key = SigningKey::from_secret(&secret)?;
     let notifier = Notifier::new(config, key)?;
-    let engine = mailroom_lambda::Engine::from_env(&env, &aws)?;
+    // The circuit breaker holds only the events bound for a host that is down.
+    let engine = mailroom_lambda::Engine::from_env(&env, &aws)?.with_router(notifier.router());
     mailroom_lambda::serve(&engine, |msg| notifier.handle(msg)).await
 }
