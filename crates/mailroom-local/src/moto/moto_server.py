@@ -384,21 +384,25 @@ def _fair_queues():
     visible = sqs.Queue.messages
 
     def fair(self):
-        messages = visible.fget(self)
-        if self.fifo_queue or len(messages) < 2 or self.tags.get("mailroom:fair-queues") == "off":
-            return messages
+        if self.fifo_queue or self.tags.get("mailroom:fair-queues") == "off":
+            return visible.fget(self)
+        # One pass: the visible messages, and the in-flight count per tenant.
         now = unix_time_millis()
-        total, in_flight = 0, {}
+        shown, total, in_flight = [], 0, {}
         for m in self._messages:
-            if now <= m.visible_at:
+            if now > m.visible_at:
+                if not now < m.delayed_until:
+                    shown.append(m)
+            else:
                 total += 1
-                if m.group_id:
-                    in_flight[m.group_id] = in_flight.get(m.group_id, 0) + 1
+                group = m.group_id
+                if group:
+                    in_flight[group] = in_flight.get(group, 0) + 1
         noisy = {g: n for g, n in in_flight.items() if n >= min_in_flight and n * 10 > total}
-        if not noisy:
-            return messages
+        if not noisy or len(shown) < 2:
+            return shown
         # Stable: quiet tenants first in their own order, then the noisy, fewest in flight first.
-        return sorted(messages, key=lambda m: (m.group_id in noisy, noisy.get(m.group_id, 0)))
+        return sorted(shown, key=lambda m: (m.group_id in noisy, noisy.get(m.group_id, 0)))
 
     sqs.Queue.messages = property(fair)
 
