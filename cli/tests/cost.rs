@@ -6,38 +6,14 @@
 //! 4.43: the bound here is 5); without the lease, one write a record: about half.
 //! The function binaries must be built (`scripts/test.sh` builds them first).
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+mod support;
 
-use mailroom_local::testbed::endpoint;
 use serde_json::Value;
 
 fn demo(stack: &str, extra: &[&str]) -> Value {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_mailroom"))
-        .parent()
-        .expect("a target directory");
-    let out = Command::new(env!("CARGO_BIN_EXE_mailroom"))
-        .current_dir(&root)
-        .args([
-            "local", "demo", "--clean", "--events", "1000", "--json", "--stack", stack,
-        ])
-        .args(extra)
-        .arg("--bin-dir")
-        .arg(bin_dir)
-        .arg("--log-dir")
-        .arg(std::env::temp_dir().join(format!("mailroom-{stack}-{}", std::process::id())))
-        .env("MAILROOM_ENDPOINT_URL", endpoint())
-        .stdin(Stdio::null())
-        .output()
-        .expect("mailroom runs");
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("a JSON summary")
+    let mut args = vec!["--clean", "--events", "1000", "--stack", stack];
+    args.extend_from_slice(extra);
+    support::demo(&args, &support::log_dir(stack))
 }
 
 fn units(s: &Value) -> f64 {

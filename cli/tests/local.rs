@@ -10,12 +10,12 @@
 //! after the CLI is done it reads the outcome independently: it scans the ledger table and
 //! reads every queue's depth on the emulator, rather than trusting the CLI's own summary.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::process::{Command, Stdio};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use mailroom_local::testbed::{TestBed, endpoint};
+use mailroom_local::testbed::TestBed;
 use serde_json::Value;
 
 /// Every item of the ledger table but the monitor's own documents, by a full scan.
@@ -90,10 +90,7 @@ async fn two_thousand_events_at_5_percent_faults_all_succeed_once_after_the_dlq_
  {
     // Issue 13, point 6: ≥ 2,000 events at 5% faults: 0 lost, 0 duplicate side effects by
     // business key, every completion callback delivered.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_mailroom"))
-        .parent()
-        .expect("a target directory");
+    let bin_dir = support::bin_dir();
     for f in [
         "notifier",
         "example-consumer",
@@ -107,27 +104,11 @@ async fn two_thousand_events_at_5_percent_faults_all_succeed_once_after_the_dlq_
             bin_dir.display()
         );
     }
-    let logs = std::env::temp_dir().join(format!("mailroom-e2e-{}", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_mailroom"))
-        .current_dir(&root)
-        .args([
-            "local", "demo", "--events", "2000", "--json", "--stack", "e2e", "--faults", "0.05",
-        ])
-        .arg("--bin-dir")
-        .arg(bin_dir)
-        .arg("--log-dir")
-        .arg(&logs)
-        .env("MAILROOM_ENDPOINT_URL", endpoint())
-        .stdin(Stdio::null())
-        .output()
-        .expect("mailroom runs");
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let logs = support::log_dir("e2e");
+    let s = support::demo(
+        &["--events", "2000", "--stack", "e2e", "--faults", "0.05"],
+        &logs,
     );
-    let s: Value = serde_json::from_slice(&out.stdout).expect("a JSON summary");
     eprintln!("{s:#}");
 
     // The emulator, read by the test itself: every task is in the ledger once per consumer

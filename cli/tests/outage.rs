@@ -4,11 +4,11 @@
 //! webhook's own log, independently of the demo's summary.
 //! The function binaries must be built (`scripts/test.sh` builds them first).
 
+mod support;
+
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use mailroom_local::testbed::endpoint;
 use serde_json::Value;
 
 /// Orders in a webhook's log, with how many times each was accepted.
@@ -27,32 +27,11 @@ fn accepted(log: &Path) -> HashMap<String, usize> {
 
 #[test]
 fn with_the_breaker_an_outage_dead_letters_nothing_and_alarms_once() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_mailroom"))
-        .parent()
-        .expect("a target directory");
-    let logs = std::env::temp_dir().join(format!("mailroom-outage-{}", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_mailroom"))
-        .current_dir(&root)
-        .args([
-            "local", "demo", "--outage", "1200", "--events", "40", "--json", "--stack", "outage",
-        ])
-        .arg("--bin-dir")
-        .arg(bin_dir)
-        .arg("--log-dir")
-        .arg(&logs)
-        .env("MAILROOM_ENDPOINT_URL", endpoint())
-        .stdin(Stdio::null())
-        .output()
-        .expect("mailroom runs");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert!(out.status.success(), "{report:#}");
+    let logs = support::log_dir("outage");
+    let report = support::demo(
+        &["--outage", "1200", "--events", "40", "--stack", "outage"],
+        &logs,
+    );
     let (with, without) = (&report["with_breaker"], &report["without_breaker"]);
 
     // With the breaker: every order delivered once by the webhook's own log, none

@@ -1,8 +1,8 @@
 //! What the tests that run `mailroom` as a user share.
 #![allow(dead_code, unreachable_pub)]
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde_json::Value;
@@ -14,6 +14,45 @@ pub fn mailroom(dir: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .output()
         .expect("mailroom runs")
+}
+
+/// Where this build's function binaries are: beside `mailroom`.
+pub fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_mailroom"))
+        .parent()
+        .expect("a target directory")
+        .to_owned()
+}
+
+/// A fresh log directory for one test run.
+pub fn log_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("mailroom-{name}-{}", std::process::id()))
+}
+
+/// `mailroom local demo --json ARGS` from the checkout, with this build's function binaries
+/// and their logs in `logs`, on the test bed's shared emulator: its JSON summary. A demo that
+/// fails fails the test, with both of its outputs.
+pub fn demo(args: &[&str], logs: &Path) -> Value {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(env!("CARGO_BIN_EXE_mailroom"))
+        .current_dir(&root)
+        .args(["local", "demo", "--json"])
+        .args(args)
+        .arg("--bin-dir")
+        .arg(bin_dir())
+        .arg("--log-dir")
+        .arg(logs)
+        .env("MAILROOM_ENDPOINT_URL", mailroom_local::testbed::endpoint())
+        .stdin(Stdio::null())
+        .output()
+        .expect("mailroom runs");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a JSON summary")
 }
 
 /// Output as text.
