@@ -32,26 +32,9 @@ impl FunctionUrl {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let host = listener.local_addr()?.to_string();
         let url = format!("http://{host}");
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, peer)) = listener.accept().await else {
-                    return;
-                };
-                let (function, host) = (function.clone(), host.clone());
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let (function, host) = (function.clone(), host.clone());
-                        async move {
-                            Ok::<_, std::convert::Infallible>(
-                                answer(&function, &host, &peer.ip().to_string(), req).await,
-                            )
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+        let task = crate::http::serve(listener, move |req, peer| {
+            let (function, host) = (function.clone(), host.clone());
+            async move { answer(&function, &host, &peer.ip().to_string(), req).await }
         });
         Ok(Self { url, task })
     }

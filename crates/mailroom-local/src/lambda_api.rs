@@ -123,19 +123,9 @@ impl LambdaApi {
     pub async fn serve(mappings: Arc<Mappings>) -> io::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let mappings = mappings.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let mappings = mappings.clone();
-                        async move { Ok::<_, std::convert::Infallible>(answer(&mappings, req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+        let task = crate::http::serve(listener, move |req, _| {
+            let mappings = mappings.clone();
+            async move { answer(&mappings, req).await }
         });
         Ok(Self { url, task })
     }

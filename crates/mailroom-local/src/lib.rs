@@ -13,6 +13,7 @@
 pub mod event_source;
 pub mod faults;
 pub mod function_url;
+mod http;
 pub mod lambda_api;
 mod moto;
 pub mod pipeline;
