@@ -140,14 +140,16 @@ impl<Q: QueuePort> Engine<Q> {
     /// Which records run, which are held, and which one probes. A record is held while a
     /// breaker of its dependency is open; once that breaker's cool-down is over, the first
     /// such record claims the probe (one environment wins) and runs, and the others wait. A
-    /// record's dependency is the router's answer, else the consumer itself; with no router
-    /// every breaker of the consumer holds every record.
+    /// record's dependency is the router's answer, else the consumer itself; with no router,
+    /// and on a FIFO queue (where a record held while a later one of its group ran would break
+    /// the group's order), every breaker of the consumer holds every record.
     pub(crate) async fn plan(
         &self,
         policy: &BreakerPolicy,
         ledger: &Ledger,
         deadline: Deadline,
         records: Vec<(usize, Incoming)>,
+        fifo: bool,
     ) -> Plan {
         let blocked = self.blocked(policy, ledger).await;
         if blocked.is_empty() {
@@ -166,6 +168,7 @@ impl<Q: QueuePort> Engine<Q> {
             let route = self
                 .router
                 .as_ref()
+                .filter(|_| !fifo)
                 .map(|r| payload(&record.1).and_then(|p| (r.0)(&p)));
             let matching: Vec<&Blocked> = blocked
                 .iter()

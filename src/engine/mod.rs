@@ -292,7 +292,7 @@ impl<Q: QueuePort> Engine<Q> {
         let breaker = self.config.breaker.as_ref().zip(self.ledger.as_ref());
         let records: Vec<(usize, Incoming)> = records.into_iter().enumerate().collect();
         let plan = match breaker {
-            Some((policy, ledger)) => self.plan(policy, ledger, deadline, records).await,
+            Some((policy, ledger)) => self.plan(policy, ledger, deadline, records, fifo).await,
             None => breaker::Plan {
                 run: records,
                 ..breaker::Plan::default()
