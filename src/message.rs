@@ -225,7 +225,7 @@ impl RecordMeta {
             .or_else(|| {
                 self.sns
                     .as_ref()
-                    .and_then(|s| s.attributes.get(crate::publish::TENANT_ATTRIBUTE))
+                    .and_then(|s| small_get(&s.attributes, crate::publish::TENANT_ATTRIBUTE))
                     .map(|a| a.value.as_str())
             })
             .or(self.group_id.as_deref())

@@ -292,7 +292,10 @@ impl<Q: QueuePort> Engine<Q> {
         let breaker = self.config.breaker.as_ref().zip(self.ledger.as_ref());
         let records: Vec<(usize, Incoming)> = records.into_iter().enumerate().collect();
         let plan = match breaker {
-            Some((policy, ledger)) => self.plan(policy, ledger, deadline, records, fifo).await,
+            // Boxed, as each breaker step below: the batch's future stays small without one.
+            Some((policy, ledger)) => {
+                Box::pin(self.plan(policy, ledger, deadline, records, fifo)).await
+            }
             None => breaker::Plan {
                 run: records,
                 ..breaker::Plan::default()
@@ -316,7 +319,7 @@ impl<Q: QueuePort> Engine<Q> {
                 .into_iter()
                 .map(|(r, delay, reason)| (take_apart(r), delay, reason))
                 .collect();
-            self.hold(held, source.as_ref(), fifo).await
+            Box::pin(self.hold(held, source.as_ref(), fifo)).await
         };
         let records = records.into_iter();
         let guarded = self.ledger.as_ref().filter(|_| self.config.leases);
@@ -349,13 +352,13 @@ impl<Q: QueuePort> Engine<Q> {
         done.extend(held);
         done.sort_unstable_by_key(|d| d.index);
         if let Some((policy, ledger)) = breaker {
-            let reopened = self.after_plan(policy, ledger, probe.as_ref(), &done).await;
+            let reopened = Box::pin(self.after_plan(policy, ledger, probe.as_ref(), &done)).await;
             if let (Some(cooldown), Some(copy)) = (reopened, probe_copy) {
                 let index = copy.0;
                 let reason = "circuit open again: the probe failed".to_owned();
                 let w = take_apart(copy);
                 if let (Some(again), Some(slot)) = (
-                    self.hold(vec![(w, cooldown, reason)], source.as_ref(), fifo)
+                    Box::pin(self.hold(vec![(w, cooldown, reason)], source.as_ref(), fifo))
                         .await
                         .pop(),
                     done.iter_mut().find(|d| d.index == index),
