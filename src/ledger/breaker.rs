@@ -149,16 +149,11 @@ impl Ledger {
                 .expression_attribute_values(":prefix", s(format!("{c}#"))),
             None => query.key_condition_expression("pk = :pk"),
         };
-        let items: Vec<Item> = query
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()
-            .map_err(|e| LedgerError::from_sdk("Query", &e))?;
-        items.iter().map(breaker).collect()
+        super::reads::all_items(query)
+            .await?
+            .iter()
+            .map(breaker)
+            .collect()
     }
 
     fn breaker_update(

@@ -33,20 +33,15 @@ impl Ledger {
 
     /// Every item under one task id, strongly consistent.
     pub(crate) async fn task_items(&self, task_id: &str) -> Result<Vec<Item>, LedgerError> {
-        self.client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(task_id))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .map(|i| i.map_err(|e| LedgerError::from_sdk("Query", &e)))
-            .collect()
+        all_items(
+            self.client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(task_id))
+                .consistent_read(true),
+        )
+        .await
     }
 
     /// Every (task, consumer) pair in the table, by a parallel Scan of `segments` segments
@@ -268,4 +263,19 @@ impl Ledger {
         }
         Ok(found)
     }
+}
+
+/// Every item a query answers, page after page.
+pub(crate) async fn all_items(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+) -> Result<Vec<Item>, LedgerError> {
+    query
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .map(|i| i.map_err(|e| LedgerError::from_sdk("Query", &e)))
+        .collect()
 }
