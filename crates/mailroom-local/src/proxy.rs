@@ -43,6 +43,11 @@ impl Upstreams {
         }
     }
 
+    /// The upstream of everything but DynamoDB.
+    pub fn services(&self) -> &str {
+        &self.services
+    }
+
     /// The DynamoDB upstream, when it is not the same as the rest's.
     pub(crate) fn separate_dynamodb(&self) -> Option<&str> {
         (self.dynamodb != self.services).then_some(self.dynamodb.as_str())

@@ -19,6 +19,9 @@ handles compared without building lists, a batch of deletes in one pass, no coun
 while a send reads the queue's settings, attribute names converted once, and receipt handles
 drawn in one call. Set
 MAILROOM_MOTO_STOCK_SQS=1 to run moto's own code instead.
+
+moto's own server closes the connection after every answer; `_keep_alive_server` serves the same
+application over connections that stay open (MAILROOM_MOTO_STOCK_SERVER=1 for moto's server).
 """
 import base64
 import functools
@@ -713,10 +716,202 @@ if os.environ.get("MAILROOM_MOTO_LAX_SQS") != "1":
     _strict_sqs()
 
 
+def _cached_dispatch():
+    """Two lookups moto repeats for every request with the same answer each time: the list of a
+    response class's methods (`inspect.getmembers`, 4% of the DynamoDB process's time in the
+    intake's benchmark) and the backend a host name belongs to (a walk over every service's
+    URL patterns). Both depend only on their argument."""
+    from moto.core import responses
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    responses.method_names_from_class = functools.lru_cache(maxsize=None)(
+        responses.method_names_from_class
+    )
+    find = DomainDispatcherApplication.get_backend_for_host
+    found = {}
+
+    def get_backend_for_host(self, host):
+        if host not in found:
+            found[host] = find(self, host)
+        return found[host]
+
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host
+
+
+def _keep_alive_server(port):
+    """Serves moto's application over HTTP/1.1 connections that stay open.
+
+    werkzeug's development server, which moto's own `main` runs, closes the connection after
+    every response (its comment: http.server cannot drain a request's body before the next
+    request line) and then waits 10 ms for stray bytes. So every SDK call paid a TCP connect, a
+    new thread and that thread's start-up under the interpreter lock: in the intake's benchmark
+    about a quarter of each moto process's samples were thread starts and the socket writes
+    that waited for the lock behind them. Here each connection keeps one thread, a request's
+    body is read in full (by its Content-Length, or its chunks) before the application runs, so
+    the next request line is always where the stream stands, and a response goes out in one
+    write with TCP_NODELAY. The application, its routing and every answer are moto's own.
+    MAILROOM_MOTO_STOCK_SERVER=1 runs moto's `main` instead."""
+    import io
+    import socket
+    import socketserver
+    import traceback
+    from urllib.parse import unquote, urlsplit
+
+    from moto.core.request import PRESERVED_HEADER_NAMES_ENVIRON_KEY
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    os.environ.setdefault("MOTO_PORT", str(port))
+    app = DomainDispatcherApplication(create_backend_app)
+
+    def latin1(text):
+        # WSGI carries the URL's bytes as latin-1 text (werkzeug's `_wsgi_encoding_dance`).
+        return text.encode("utf-8").decode("latin-1")
+
+    class BadRequest(Exception):
+        pass
+
+    def read_chunked(rfile):
+        parts = []
+        while True:
+            size_line = rfile.readline(65537)
+            try:
+                size = int(size_line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise BadRequest("bad chunk size")
+            if size == 0:
+                while rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(parts)
+            parts.append(rfile.read(size))
+            rfile.readline(65537)
+
+    class Handler(socketserver.StreamRequestHandler):
+        disable_nagle_algorithm = True
+        rbufsize = 1 << 16
+        wbufsize = 0
+
+        def handle(self):
+            try:
+                while self.one():
+                    pass
+            except (ConnectionError, socket.timeout):
+                pass
+
+        def reply(self, status, headers, body, head=False):
+            lines = [f"HTTP/1.1 {status}"]
+            lines += [f"{name}: {value}" for name, value in headers]
+            data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+            self.wfile.write(data if head else data + body)
+
+        def one(self):
+            line = self.rfile.readline(65537)
+            if not line:
+                return False
+            try:
+                method, target, version = line.decode("latin-1").split()
+            except ValueError:
+                self.reply("400 Bad Request", [("Connection", "close"), ("Content-Length", "0")], b"")
+                return False
+            environ = {
+                "wsgi.version": (1, 0),
+                "wsgi.url_scheme": "http",
+                "wsgi.errors": sys.stderr,
+                "wsgi.multithread": True,
+                "wsgi.multiprocess": False,
+                "wsgi.run_once": False,
+                "SERVER_SOFTWARE": "mailroom-moto",
+                "REQUEST_METHOD": method,
+                "SCRIPT_NAME": "",
+                "REQUEST_URI": latin1(target),
+                "RAW_URI": latin1(target),
+                "REMOTE_ADDR": self.client_address[0],
+                "REMOTE_PORT": self.client_address[1],
+                "SERVER_NAME": "127.0.0.1",
+                "SERVER_PORT": str(port),
+                "SERVER_PROTOCOL": version,
+                PRESERVED_HEADER_NAMES_ENVIRON_KEY: {},
+            }
+            url = urlsplit(target)
+            path = f"/{url.netloc}{url.path}" if not url.scheme and url.netloc else url.path
+            environ["PATH_INFO"] = latin1(unquote(path))
+            environ["QUERY_STRING"] = latin1(url.query)
+            while True:
+                header = self.rfile.readline(65537)
+                if header in (b"\r\n", b"\n", b""):
+                    break
+                name, colon, value = header.decode("latin-1").partition(":")
+                if not colon:
+                    self.reply("400 Bad Request", [("Connection", "close"), ("Content-Length", "0")], b"")
+                    return False
+                name, value = name.strip(), value.strip()
+                if "_" in name:
+                    continue  # as werkzeug: `X_Foo` must not pass for `X-Foo`
+                key = name.upper().replace("-", "_")
+                if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                    key = "HTTP_" + key
+                    if key in environ:
+                        value = f"{environ[key]},{value}"
+                environ[key] = value
+            if url.scheme and url.netloc:
+                environ["HTTP_HOST"] = url.netloc
+            if environ.get("HTTP_EXPECT", "").lower() == "100-continue":
+                self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            try:
+                if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+                    body = read_chunked(self.rfile)
+                    environ["CONTENT_LENGTH"] = str(len(body))
+                    del environ["HTTP_TRANSFER_ENCODING"]
+                else:
+                    body = self.rfile.read(int(environ.get("CONTENT_LENGTH") or 0))
+            except (BadRequest, ValueError):
+                self.reply("400 Bad Request", [("Connection", "close"), ("Content-Length", "0")], b"")
+                return False
+            environ["wsgi.input"] = io.BytesIO(body)
+            keep = version == "HTTP/1.1" and environ.get("HTTP_CONNECTION", "").lower() != "close"
+
+            started = []
+
+            def start_response(status, headers, exc_info=None):
+                started[:] = [status, headers]
+                return lambda data: None  # moto's apps return their bodies
+
+            try:
+                chunks = app(environ, start_response)
+                try:
+                    data = b"".join(chunks)
+                finally:
+                    if hasattr(chunks, "close"):
+                        chunks.close()
+                status, headers = started
+            except Exception:
+                traceback.print_exc()
+                status, headers, data = "500 Internal Server Error", [], b"Internal Server Error"
+            drop = ("connection", "transfer-encoding", "keep-alive")
+            headers = [(n, v) for n, v in headers if n.lower() not in drop]
+            if not any(n.lower() == "content-length" for n, _ in headers):
+                headers.append(("Content-Length", str(len(data))))
+            if not keep:
+                headers.append(("Connection", "close"))
+            self.reply(status, headers, data, head=method == "HEAD")
+            return keep
+
+    class Server(socketserver.ThreadingTCPServer):
+        allow_reuse_address = True
+        daemon_threads = True
+        request_queue_size = 256
+
+    with Server(("127.0.0.1", port), Handler) as server:
+        server.serve_forever()
+
+
 def exit_when_parent_goes():
     sys.stdin.read()
     os._exit(0)
 
 
 threading.Thread(target=exit_when_parent_goes, daemon=True).start()
-main(["-H", "127.0.0.1", "-p", sys.argv[1]])
+if os.environ.get("MAILROOM_MOTO_STOCK_SERVER") == "1":
+    main(["-H", "127.0.0.1", "-p", sys.argv[1]])
+else:
+    _cached_dispatch()
+    _keep_alive_server(int(sys.argv[1]))
