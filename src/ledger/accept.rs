@@ -28,8 +28,6 @@ pub struct Acceptance {
     pub body_sha256: String,
     /// When it was first accepted, in ms since the epoch.
     pub accepted_at_ms: u64,
-    /// Whether SNS took the event.
-    pub published: bool,
     /// Whether its completion callback already went out (or was given up).
     #[serde(skip)]
     pub callback_done: bool,
@@ -41,10 +39,7 @@ pub enum Accepted {
     /// A new task.
     New,
     /// The same request again (same key, same body).
-    Again {
-        /// Whether an earlier attempt already published it.
-        published: bool,
-    },
+    Again,
     /// The key was used for another body.
     Conflict,
 }
@@ -100,31 +95,12 @@ impl Ledger {
             .await;
         match result {
             Ok(out) => Ok(match out.attributes() {
-                Some(old) if old.contains_key("pk") => Accepted::Again {
-                    published: old.contains_key("published_at"),
-                },
+                Some(old) if old.contains_key("pk") => Accepted::Again,
                 _ => Accepted::New,
             }),
             Err(e) if is_conditional_failure(&e) => Ok(Accepted::Conflict),
             Err(e) => Err(LedgerError::from_sdk("UpdateItem", &e)),
         }
-    }
-
-    /// Notes that SNS took the task, so a retry of the request does not publish it again.
-    ///
-    /// # Errors
-    /// When DynamoDB does not answer.
-    pub async fn mark_published(&self, task_id: &str) -> Result<(), LedgerError> {
-        let now = self.clock.now_ms();
-        self.update(task_id, TASK_MARKER)
-            .update_expression("SET published_at = if_not_exists(published_at, :now)")
-            .condition_expression("#state = :accepted")
-            .expression_attribute_values(":accepted", s("ACCEPTED"))
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| LedgerError::from_sdk("UpdateItem", &e))
     }
 
     /// Tasks whose completion callback has not gone out yet, from the sparse open index
@@ -194,7 +170,6 @@ fn acceptance(task_id: &str, item: &Item) -> Acceptance {
         callback_url: string(item, "callback_url"),
         body_sha256: string(item, "body_sha256").unwrap_or_default(),
         accepted_at_ms: number(item, "opened_at").unwrap_or(0),
-        published: item.contains_key("published_at"),
         callback_done: item.contains_key("callback_at"),
     }
 }

@@ -176,7 +176,6 @@ async fn conversation(endpoint: &str) -> Vec<String> {
         callback_url: Some("http://127.0.0.1:9/cb".into()),
         body_sha256: "ab".repeat(32),
         accepted_at_ms: 1_700_000_000_000,
-        published: false,
         callback_done: false,
     };
     say("accept", format!("{:?}", ledger.accept(&acceptance).await));
@@ -191,10 +190,6 @@ async fn conversation(endpoint: &str) -> Vec<String> {
     say(
         "accept other body",
         format!("{:?}", ledger.accept(&other).await),
-    );
-    say(
-        "published",
-        format!("{:?}", ledger.mark_published("t4").await),
     );
     say(
         "callback",

@@ -6,8 +6,10 @@
 //!
 //! * **Idempotency**: with an `Idempotency-Key` header the task id is the key (prefixed by the
 //!   tenant, `acme:order-1`), so a retried request, whatever happened to the first, is the
-//!   same task: the same body gets the same 202 (and is published only if the first attempt
-//!   did not get that far), another body is `409`. Without a key every request is a new task.
+//!   same task: the same body gets the same 202, another body is `409`. A retry publishes
+//!   again only while no consumer has the task yet (its first attempt may have failed before
+//!   SNS took it); a copy that does go out carries the same task id, which consumers key on.
+//!   Without a key every request is a new task.
 //! * **Bad input** gets a precise 4xx and nothing is published: `400` (invalid key, tenant,
 //!   callback URL, or the schema's violations by path), `404` (unknown kind or route), `405`,
 //!   `413` (over the topic's size limit), `415` (not JSON). A client error is never a 500;
@@ -285,12 +287,17 @@ impl Intake {
             callback_url,
             body_sha256: hex::encode(Sha256::digest(&request.body)),
             accepted_at_ms: 0,
-            published: false,
             callback_done: false,
         };
         let published = match self.ledger.accept(&acceptance).await {
             Ok(Accepted::New) => false,
-            Ok(Accepted::Again { published }) => published,
+            // Marking each task published would be a second write on every request's path;
+            // a retry (rare) reads instead whether any consumer already has it.
+            Ok(Accepted::Again) => self
+                .ledger
+                .story(&task_id)
+                .await
+                .is_ok_and(|story| !story.consumers.is_empty()),
             Ok(Accepted::Conflict) => {
                 return fail(
                     409,
@@ -311,11 +318,6 @@ impl Intake {
                     e if e.is_retryable() => unavailable(&e.to_string()),
                     e => fail(502, e.to_string()),
                 };
-            }
-            if let Err(e) = self.ledger.mark_published(&task_id).await {
-                // Published all the same: a retry publishes again, and consumers key on
-                // the task id, so the copy is one task.
-                tracing::warn!(task_id, error = %e, "could not note the publish");
             }
         }
         let status_url = format!("{}/tasks/{}", request.base_url, encode_segment(&task_id));

@@ -64,7 +64,6 @@ fn accepted(task: &str, kind: &str, url: &str) -> Acceptance {
         callback_url: Some(url.into()),
         body_sha256: "h".into(),
         accepted_at_ms: 0,
-        published: false,
         callback_done: false,
     }
 }
