@@ -7,7 +7,7 @@
 //! and the intake's overhead at p50. It measures the intake's own work (validation, the
 //! ledger's conditional write, the publish, the published mark) over HTTP; Lambda's invoke
 //! path in front of a Function URL is not in it. `MAILROOM_BENCH_REQUESTS` sets the requests
-//! per producer (default 40).
+//! per producer (default 40), `MAILROOM_BENCH_PRODUCERS` the levels (default `1,10,50`).
 //!
 //! Under `cargo test` (no `--bench` argument) it runs nothing: latency belongs in a bench.
 
@@ -84,6 +84,15 @@ async fn main() {
         .positive("MAILROOM_BENCH_REQUESTS")
         .expect("MAILROOM_BENCH_REQUESTS: a whole number")
         .unwrap_or(40);
+    let levels: Vec<usize> = std::env::var("MAILROOM_BENCH_PRODUCERS")
+        .unwrap_or_else(|_| "1,10,50".into())
+        .split(',')
+        .map(|n| {
+            n.trim()
+                .parse()
+                .expect("MAILROOM_BENCH_PRODUCERS: numbers, comma-separated")
+        })
+        .collect();
     let bed = TestBed::new().await;
     let ledger = bed.ledger(Arc::new(SystemClock)).await;
     let topic = bed.topic("ack").await;
@@ -100,7 +109,7 @@ async fn main() {
     println!(
         "producers  intake p50 / p99 (ms)   direct SNS publish p50 / p99 (ms)   overhead at p50"
     );
-    for producers in [1usize, 10, 50] {
+    for producers in levels {
         let mut intake_times = Vec::new();
         let mut direct_times = Vec::new();
         // Alternate the two in rounds so both see the same emulator state and machine load.

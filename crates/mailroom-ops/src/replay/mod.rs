@@ -8,7 +8,7 @@
 //! Messages the run looked at but did not move are made visible again when it ends.
 //!
 //! Three SQS calls move ten messages (receive, send batch, delete batch): 0.3 calls a message.
-//! On a standard DLQ without a maximum, several such pipelines run at once (four by default),
+//! On a standard DLQ without a maximum, several such pipelines run at once (eight by default),
 //! sharing the rate limit and the set of messages seen, so no message is counted twice; a
 //! FIFO DLQ, or a run with a maximum, has one.
 //!
@@ -81,7 +81,7 @@ pub struct ReplayRequest {
     /// way hides its messages this long too, so a shorter hold brings them back sooner.
     pub hold: Option<Duration>,
     /// Receive, send and delete pipelines run at once on a standard DLQ without
-    /// `max_messages` (default 4); a FIFO DLQ, or a run with a maximum, has one. The rate
+    /// `max_messages` (default 8); a FIFO DLQ, or a run with a maximum, has one. The rate
     /// limit is shared between them.
     pub pipelines: usize,
 }
@@ -102,7 +102,7 @@ impl ReplayRequest {
             backoff: None,
             ledger: None,
             hold: None,
-            pipelines: 4,
+            pipelines: 8,
         }
     }
 }
@@ -488,6 +488,7 @@ async fn deliver<P: ReplayPort>(
                 report.duplicated += 1;
             }
             report.done(&s.1, parked);
+            report.last_moved_ms = started.elapsed().as_millis();
             if let Some(mark) = &request.ledger {
                 let reason = parked.then(|| match s.0.attributes.get(PARKED_ATTRIBUTE) {
                     Some(OutgoingAttribute {

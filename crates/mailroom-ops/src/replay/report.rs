@@ -62,6 +62,10 @@ pub struct ReplayReport {
     pub stopped_by_error: Option<String>,
     /// How long the run took, in milliseconds.
     pub duration_ms: u128,
+    /// When the last message was moved or parked (its delete confirmed), in milliseconds from
+    /// the start. The rest of `duration_ms` is the empty long poll (one second) that tells the
+    /// run the DLQ is drained, and the releases after it.
+    pub last_moved_ms: u128,
 }
 
 fn sample(m: &DeadLetter, reason: Option<String>) -> Sample {
@@ -144,6 +148,7 @@ impl ReplayReport {
             let room = SAMPLES.saturating_sub(out.samples.len());
             out.samples.extend(r.samples.iter().take(room).cloned());
             out.stopped_by_budget |= r.stopped_by_budget;
+            out.last_moved_ms = out.last_moved_ms.max(r.last_moved_ms);
             if out.stopped_by_error.is_none() {
                 out.stopped_by_error.clone_from(&r.stopped_by_error);
             }

@@ -50,7 +50,7 @@ pub struct RequestJson {
     /// budget plus a minute).
     #[serde(default)]
     pub hold_secs: Option<u64>,
-    /// Pipelines at once on a standard DLQ without `max_messages` (default 4, at most 16).
+    /// Pipelines at once on a standard DLQ without `max_messages` (default 8, at most 16).
     #[serde(default)]
     pub pipelines: Option<usize>,
 }
