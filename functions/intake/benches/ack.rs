@@ -7,7 +7,7 @@
 //! and the intake's overhead at p50. It measures the intake's own work (validation, the
 //! ledger's conditional write, the publish, the published mark) over HTTP; Lambda's invoke
 //! path in front of a Function URL is not in it. `MAILROOM_BENCH_REQUESTS` sets the requests
-//! per producer (default 40), `MAILROOM_BENCH_PRODUCERS` the levels (default `1,10,50`).
+//! per producer (default 100), `MAILROOM_BENCH_PRODUCERS` the levels (default `1,10,50`).
 //!
 //! Under `cargo test` (no `--bench` argument) it runs nothing: latency belongs in a bench.
 
@@ -83,7 +83,7 @@ async fn main() {
     let per_producer = mailroom_lambda::Env::process()
         .positive("MAILROOM_BENCH_REQUESTS")
         .expect("MAILROOM_BENCH_REQUESTS: a whole number")
-        .unwrap_or(40);
+        .unwrap_or(100);
     let levels: Vec<usize> = std::env::var("MAILROOM_BENCH_PRODUCERS")
         .unwrap_or_else(|_| "1,10,50".into())
         .split(',')
