@@ -166,6 +166,10 @@ async fn main() {
         let report = replay(&port, &allow, &request).await.expect("replay");
         let replay_secs = started.elapsed().as_secs_f64();
         assert_eq!(report.moved, *share, "{report:?}");
+        eprintln!(
+            "round: replay moved {share} in {replay_secs:.2} s ({} ms to the last move)",
+            report.last_moved_ms
+        );
 
         let started = Instant::now();
         let (moved, calls) = one_at_a_time(&sqs, bdlq, &btarget, *share).await;
