@@ -413,6 +413,10 @@ impl Provisioner<'_> {
                             // turn into noise.
                             let secs: u32 = value.parse().unwrap_or(30);
                             value = (secs / self.speed).max(secs.min(10)).to_string();
+                        } else if prop == "DelaySeconds" {
+                            // Sped up like the monitor's thresholds it is measured against.
+                            let secs: u32 = value.parse().unwrap_or(0);
+                            value = (secs / self.speed).to_string();
                         }
                         attributes.push((attr, value));
                     }
