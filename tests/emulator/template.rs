@@ -75,7 +75,36 @@ async fn template_yaml_provisions_the_topology_and_describes_the_functions() {
         bed.drain_visible(&queue("Notifier/Queue"), 10).await.len(),
         2
     );
-    assert_eq!(bed.drain_visible(&queue("MonitorQueue"), 10).await.len(), 2);
+    // The monitor's copies wait out the registration delay (300 s by default), read from
+    // the queue itself.
+    let monitor = bed
+        .sqs
+        .get_queue_attributes()
+        .queue_url(queue("MonitorQueue").url.as_str())
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .expect("GetQueueAttributes");
+    let attribute = |name: aws_sdk_sqs::types::QueueAttributeName| {
+        monitor
+            .attributes()
+            .and_then(|a| a.get(&name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        attribute(aws_sdk_sqs::types::QueueAttributeName::DelaySeconds),
+        "300"
+    );
+    assert_eq!(
+        attribute(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+        "2"
+    );
+    assert!(
+        bed.drain_visible(&queue("MonitorQueue"), 10)
+            .await
+            .is_empty()
+    );
     let example = bed.drain_visible(&queue("Example/Queue"), 10).await;
     assert_eq!(
         example.len(),
