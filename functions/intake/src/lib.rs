@@ -289,7 +289,7 @@ impl Intake {
             accepted_at_ms: 0,
             callback_done: false,
         };
-        let published = match self.ledger.accept(&acceptance).await {
+        let consumers_have_it = match self.ledger.accept(&acceptance).await {
             Ok(Accepted::New) => false,
             // Marking each task published would be a second write on every request's path;
             // a retry (rare) reads instead whether any consumer already has it.
@@ -310,7 +310,7 @@ impl Intake {
             Err(e) if e.is_invalid_input() => return fail(400, e.to_string()),
             Err(e) => return unavailable(&format!("ledger: {e}")),
         };
-        if !published {
+        if !consumers_have_it {
             let report = self.publisher.publish(std::slice::from_ref(&event)).await;
             if let Some(f) = report.failed.first() {
                 tracing::error!(task_id, error = %f.error, "publish failed");
