@@ -1,10 +1,13 @@
 //! The test bed's moto applies the ledger's UpdateItem expressions directly instead of
-//! through moto's tree validators (`_fast_updates` in `moto_server.py`), and hands anything
-//! else to moto's own code. The same conversation against that server and against moto's
-//! own code must leave the same items and give the same answers and errors: every write
-//! the ledger makes, in the orders a task meets them, and the expressions the fast path must
-//! refuse (undefined placeholders, reserved words, key attributes, an attribute named twice,
-//! types that do not fit an index, arithmetic on a string, a missing operand).
+//! through moto's tree validators (`_fast_updates` in `moto_server.py`), parses each condition
+//! once per shape (`_cached_conditions`), writes item answers as JSON directly
+//! (`_plain_json_results`), and hands anything else to moto's own code. The same conversation
+//! against that server and against moto's own code must leave the same items and give the same
+//! answers and errors: every write the ledger makes, in the orders a task meets them, its reads,
+//! the expressions the fast path must refuse (undefined placeholders, reserved words, key
+//! attributes, an attribute named twice, types that do not fit an index, arithmetic on a
+//! string, a missing operand), and conditions of every kind, the same ones again with other
+//! values.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -200,6 +203,13 @@ async fn conversation(endpoint: &str) -> Vec<String> {
         format!("{:?}", ledger.callback_sent("t4", "FAILED").await),
     );
 
+    // Reads, whose answers moto writes as JSON itself or through its serializer.
+    say("get", format!("{:?}", ledger.get("t1", "c1").await));
+    say("get nothing", format!("{:?}", ledger.get("t9", "c1").await));
+    say("task", format!("{:?}", ledger.task("t1").await));
+    say("task nothing", format!("{:?}", ledger.task("t9").await));
+    say("story", format!("{:?}", ledger.story("t4").await));
+
     // Simple expressions the fast path applies, and the ones it must leave to moto.
     let v = || (":v", s("x"));
     let one = || (":one", n(1));
@@ -252,6 +262,82 @@ async fn conversation(endpoint: &str) -> Vec<String> {
     ] {
         seen.push(update(&db, &table, expression, &names, &values, condition).await);
     }
+
+    // Conditions: moto's parser reads each shape once and later requests reuse its tree with
+    // their own values, so the same condition with other values must give other answers.
+    // Each runs on the item `t/c` with `a` = 2 and `b` = "x".
+    let zero = || (":zero", n(0));
+    let two = || (":two", n(2));
+    seen.push(
+        update(
+            &db,
+            &table,
+            "SET a = :two, b = :v",
+            &[],
+            &[v(), two()],
+            None,
+        )
+        .await,
+    );
+    for (condition, values) in [
+        ("attribute_exists(pk)", vec![v()]),
+        ("attribute_not_exists(pk)", vec![v()]),
+        ("a = :two", vec![v(), two()]),
+        ("a = :two", vec![v(), (":two", n(3))]),
+        ("a <> :two", vec![v(), two()]),
+        ("a <> :two", vec![v(), (":two", n(3))]),
+        ("a < :two", vec![v(), two()]),
+        ("a <= :two", vec![v(), two()]),
+        ("a >= :two AND b = :v", vec![v(), two()]),
+        ("a >= :two AND b = :v", vec![(":v", s("y")), two()]),
+        ("nothing <> :two", vec![v(), two()]),
+        ("nothing < :two", vec![v(), two()]),
+        ("a = :v", vec![v()]),
+        ("NOT a = :two", vec![v(), two()]),
+        (
+            "(a = :zero OR b = :v) AND attribute_exists(sk)",
+            vec![v(), zero()],
+        ),
+        ("a BETWEEN :zero AND :two", vec![v(), zero(), two()]),
+        ("a IN (:zero, :two)", vec![v(), zero(), two()]),
+        ("begins_with(b, :v)", vec![v()]),
+        ("size(b) > :zero", vec![v(), zero()]),
+        ("((a = :two))", vec![v(), two()]),
+        ("#undefined = :v", vec![v()]),
+        ("a = :missing", vec![v()]),
+        ("a = :two", vec![v(), two(), zero()]),
+        ("status = :v", vec![v()]),
+        (
+            "a = :flag",
+            vec![v(), (":flag", AttributeValue::Bool(true))],
+        ),
+    ] {
+        let line = update(
+            &db,
+            &table,
+            "SET touched = :v",
+            &[],
+            &values,
+            Some(condition),
+        )
+        .await;
+        seen.push(format!("if {condition} {values:?}: {line}"));
+    }
+
+    // The item as the conditions left it, read back with its consumed capacity.
+    let got = db
+        .get_item()
+        .table_name(&table)
+        .key("pk", s("t"))
+        .key("sk", s("c"))
+        .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total)
+        .send()
+        .await
+        .map(|o| {
+            let units = o.consumed_capacity.and_then(|c| c.capacity_units);
+            (o.item.as_ref().map(sorted), units)
+        });
+    seen.push(format!("raw get: {got:?}"));
 
     let mut items: Vec<String> = db
         .scan()
@@ -316,4 +402,13 @@ async fn the_test_beds_updates_answer_as_motos_own_code_does() {
         fast.iter().any(|l| l.contains("\"a\": N(\"2\")")),
         "{fast:#?}"
     );
+    // The reused trees took each request's own values.
+    let verdicts: Vec<bool> = fast
+        .iter()
+        .filter(|l| l.starts_with("if a = :two [") || l.starts_with("if a <> :two ["))
+        .map(|l| l.contains(": ok "))
+        .collect();
+    assert_eq!(verdicts, [true, false, false, true, false], "{fast:#?}");
+    assert!(line("get:").contains("Some(Entry"), "{fast:#?}");
+    assert!(line("story:").contains("accepted: Some"), "{fast:#?}");
 }

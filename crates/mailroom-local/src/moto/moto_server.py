@@ -48,6 +48,142 @@ def _atomic(write):
     return locked
 
 
+def _cached_conditions():
+    """moto parses a ConditionExpression (or FilterExpression) from its text on every request,
+    and an UpdateItem twice (the handler, to check that every placeholder is used, then the
+    backend, to evaluate it): about a quarter of the DynamoDB process's time in a loop of the
+    intake's conditional UpdateItem. The ledger sends a handful of expressions with new values
+    each time. Here each expression is parsed by moto's own parser once per shape (its text,
+    its names, its values' placeholders and types), with stand-ins for the values; later
+    requests of that shape get a copy of the tree with their own values in place of the
+    stand-ins. The tree's nodes, and so every comparison, are moto's own. Values of types whose
+    content is not one string (lists, maps, sets, booleans, NULL), and any expression moto's
+    parser refuses, are parsed from scratch every time, so moto's errors are its own.
+    MAILROOM_MOTO_STOCK_DYNAMODB=1 turns this off with the rest of the DynamoDB fast paths."""
+    import copy
+
+    from moto.dynamodb import comparisons
+    from moto.dynamodb import models as dynamodb_models
+    from moto.dynamodb import responses as dynamodb_responses
+
+    parser_class = comparisons.ConditionExpressionParser
+    nodes = (comparisons.Op, comparisons.Func, comparisons.Operand)
+    stand_in = "\x00mailroom-value:"
+    plans = {}
+
+    def bind(node, values):
+        if isinstance(node, comparisons.AttributeValue):
+            if isinstance(node.value, str) and node.value.startswith(stand_in):
+                return comparisons.AttributeValue(values[node.value[len(stand_in) :]])
+            return node
+        if not isinstance(node, nodes):
+            return node
+        bound = copy.copy(node)
+        for attribute, value in vars(node).items():
+            if isinstance(value, nodes):
+                setattr(bound, attribute, bind(value, values))
+            elif isinstance(value, (list, tuple)):
+                setattr(bound, attribute, type(value)(bind(v, values) for v in value))
+        return bound
+
+    class CachedParser:
+        def __init__(self, expression, names, values):
+            self.expression, self.names, self.values = expression, names, values
+            self.expr_attr_names_found = []
+            self.expr_attr_values_found = []
+
+        def from_scratch(self):
+            parser = parser_class(self.expression, self.names, self.values)
+            try:
+                return parser.parse()
+            finally:
+                self.expr_attr_names_found = parser.expr_attr_names_found
+                self.expr_attr_values_found = parser.expr_attr_values_found
+
+        def parse(self):
+            values = self.values or {}
+            shapes = []
+            for placeholder, value in values.items():
+                if not isinstance(value, dict) or len(value) != 1:
+                    return self.from_scratch()
+                ((kind, content),) = value.items()
+                if kind not in ("S", "N", "B") or not isinstance(content, str):
+                    return self.from_scratch()
+                shapes.append((placeholder, kind))
+            if not self.expression or not isinstance(self.expression, str):
+                return self.from_scratch()
+            key = (self.expression, tuple(sorted((self.names or {}).items())), tuple(sorted(shapes)))
+            plan = plans.get(key)
+            if plan is None:
+                stand_ins = {p: {kind: stand_in + p} for p, kind in shapes}
+                parser = parser_class(self.expression, self.names, stand_ins)
+                try:
+                    tree = parser.parse()
+                except Exception:
+                    return self.from_scratch()
+                plan = (tree, tuple(parser.expr_attr_names_found), tuple(parser.expr_attr_values_found))
+                if len(plans) < 4096:
+                    plans[key] = plan
+            self.expr_attr_names_found = list(plan[1])
+            self.expr_attr_values_found = list(plan[2])
+            return bind(plan[0], values)
+
+    def create_condition_expression_parser(expression, names, values):
+        return CachedParser(expression, names, values)
+
+    for module in (comparisons, dynamodb_models, dynamodb_responses):
+        module.create_condition_expression_parser = create_condition_expression_parser
+
+
+def _plain_json_results():
+    """moto turns a DynamoDB answer into JSON by walking the operation's output shape from
+    botocore's model member by member (an attribute picker per key, per item): 28% of the
+    DynamoDB process's time in a loop of GetItem. The item operations' answers are already
+    the wire's JSON (moto converts its items to `{"S": ...}` maps first), so for those the
+    dict is written with `json.dumps` when the walk could not change it: every top-level key
+    is a member of the output shape, and every value is a string, number, boolean, list or
+    map, with no binary attribute (which the walk would encode) and no null. Anything else
+    goes through moto's serializer. The fidelity test reads the same answers from both."""
+    import json
+
+    from moto.dynamodb.responses import DynamoResult
+
+    operations = {
+        "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan",
+        "BatchGetItem", "BatchWriteItem", "TransactGetItems", "TransactWriteItems",
+    }
+
+    def plain(value):
+        if isinstance(value, dict):
+            return all(
+                isinstance(k, str) and k not in ("B", "BS") and plain(v) for k, v in value.items()
+            )
+        if isinstance(value, list):
+            return all(plain(v) for v in value)
+        return isinstance(value, (str, int, float)) and value == value  # no NaN; bools are ints
+
+    original = DynamoResult.execute_result
+
+    def execute_result(self, context):
+        operation = context.operation_model
+        result = self.result
+        shape = operation.output_shape
+        if (
+            operation.name in operations
+            and context.service_model.protocol == "json"
+            and isinstance(result, dict)
+            and shape is not None
+            and set(result) <= set(shape.members)
+            and plain(result)
+        ):
+            version = context.service_model.metadata.get("jsonVersion", "1.0")
+            headers = {"Content-Type": f"application/x-amz-json-{version}"}
+            return operation.http.get("responseCode", 200), headers, json.dumps(result)
+        return original(self, context)
+
+    DynamoResult.execute_result = execute_result
+
+
 def _fast_updates():
     """moto validates an UpdateExpression by walking its parsed tree ten times (placeholders,
     overlaps, keys, functions, types...), and for a new item twice over: 46% of the emulator's
@@ -65,7 +201,7 @@ def _fast_updates():
     import copy
     import re
 
-    from moto.dynamodb.comparisons import create_condition_expression_parser
+    from moto.dynamodb import comparisons
     from moto.dynamodb.exceptions import (
         ConditionalCheckFailed,
         ItemSizeTooLarge,
@@ -220,7 +356,9 @@ def _fast_updates():
                 condition_expression, return_values_on_condition_check_failure,
             )
         orig_item = copy.deepcopy(item) if table.stream_shard is not None else None
-        condition = create_condition_expression_parser(condition_expression, names, values).parse()
+        condition = comparisons.create_condition_expression_parser(
+            condition_expression, names, values
+        ).parse()
         if not condition.expr(item):
             if return_values_on_condition_check_failure == "ALL_OLD" and item is not None:
                 raise ConditionalCheckFailed(item=item.to_json()["Attributes"])
@@ -246,6 +384,8 @@ def _fast_updates():
 
 
 if os.environ.get("MAILROOM_MOTO_STOCK_DYNAMODB") != "1":
+    _cached_conditions()
+    _plain_json_results()
     _fast_updates()
 
 for _name in ("put_item", "update_item", "delete_item", "transact_write_items"):

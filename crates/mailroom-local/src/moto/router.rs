@@ -76,6 +76,8 @@ async fn serve(listener: tokio::net::TcpListener, route: Arc<Route>) {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             continue;
         };
+        // Answers go out as soon as they are written, not after the client's delayed ACK.
+        let _ = stream.set_nodelay(true);
         let route = route.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
