@@ -11,6 +11,7 @@ mod ledger;
 mod mappings;
 mod monitor;
 mod moto_dynamodb;
+mod moto_publish;
 mod moto_server;
 mod moto_sns;
 mod moto_sqs;
