@@ -99,7 +99,9 @@ pub struct Intake {
     /// Back-pressure: refuse new work with 429 while the consumers' backlog is older.
     slo: Option<Duration>,
     /// The backlog's age as last read, and when it was read.
-    backlog: tokio::sync::Mutex<Option<(Instant, Option<Duration>)>>,
+    backlog: std::sync::Mutex<Option<(Instant, Option<Duration>)>>,
+    /// Whether a request is reading the backlog now (the others use the last reading).
+    reading_backlog: std::sync::atomic::AtomicBool,
 }
 
 /// How long a reading of the backlog is used before it is read again.
@@ -114,7 +116,8 @@ impl Intake {
             publisher,
             schemas,
             slo: None,
-            backlog: tokio::sync::Mutex::new(None),
+            backlog: std::sync::Mutex::new(None),
+            reading_backlog: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -129,14 +132,30 @@ impl Intake {
 
     /// The age of the consumers' backlog (the ledger's oldest `RECEIVED` pair), read at most
     /// every five seconds; `None` when nothing waits or the ledger cannot say (the intake does
-    /// not refuse work on a guess).
+    /// not refuse work on a guess). One request reads it when the last reading is stale; the
+    /// requests meanwhile answer with the last reading instead of waiting for that read.
     async fn backlog_age(&self) -> Option<Duration> {
-        let mut cached = self.backlog.lock().await;
-        if let Some((at, age)) = *cached
+        use std::sync::atomic::Ordering;
+        let last = *self
+            .backlog
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, age)) = last
             && at.elapsed() < BACKLOG_TTL
         {
             return age;
         }
+        if self.reading_backlog.swap(true, Ordering::AcqRel) {
+            return last.and_then(|(_, age)| age);
+        }
+        // Cleared however this ends, a dropped request included.
+        struct Reading<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Reading<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, std::sync::atomic::Ordering::Release);
+            }
+        }
+        let _reading = Reading(&self.reading_backlog);
         let age = match self.ledger.oldest_waiting(100).await {
             Ok(oldest) => oldest.map(|opened| {
                 Duration::from_millis(self.ledger.clock().now_ms().saturating_sub(opened))
@@ -146,7 +165,10 @@ impl Intake {
                 None
             }
         };
-        *cached = Some((Instant::now(), age));
+        *self
+            .backlog
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((Instant::now(), age));
         age
     }
 
