@@ -72,21 +72,34 @@ def _cached_conditions():
     plans = {}
 
     def bind(node, values):
+        """`node` with each stand-in replaced by its request's value; subtrees without
+        stand-ins are shared, not copied (the nodes are never changed after parsing)."""
         if isinstance(node, comparisons.AttributeValue):
             if isinstance(node.value, str) and node.value.startswith(stand_in):
                 return comparisons.AttributeValue(values[node.value[len(stand_in) :]])
             return node
         if not isinstance(node, nodes):
             return node
-        bound = copy.copy(node)
+        changes = {}
         for attribute, value in vars(node).items():
             if isinstance(value, nodes):
-                setattr(bound, attribute, bind(value, values))
+                bound = bind(value, values)
+                if bound is not value:
+                    changes[attribute] = bound
             elif isinstance(value, (list, tuple)):
-                setattr(bound, attribute, type(value)(bind(v, values) for v in value))
-        return bound
+                bound = [bind(v, values) for v in value]
+                if any(b is not v for b, v in zip(bound, value)):
+                    changes[attribute] = type(value)(bound)
+        if not changes:
+            return node
+        copied = copy.copy(node)
+        for attribute, value in changes.items():
+            setattr(copied, attribute, value)
+        return copied
 
     class CachedParser:
+        bound = True
+
         def __init__(self, expression, names, values):
             self.expression, self.names, self.values = expression, names, values
             self.expr_attr_names_found = []
@@ -126,13 +139,20 @@ def _cached_conditions():
                     plans[key] = plan
             self.expr_attr_names_found = list(plan[1])
             self.expr_attr_values_found = list(plan[2])
-            return bind(plan[0], values)
+            return bind(plan[0], values) if self.bound else plan[0]
+
+    class CheckingParser(CachedParser):
+        """For moto's request handlers, which parse a condition only to check that its
+        placeholders are defined and used, and drop the tree: no values bound."""
+
+        bound = False
 
     def create_condition_expression_parser(expression, names, values):
         return CachedParser(expression, names, values)
 
-    for module in (comparisons, dynamodb_models, dynamodb_responses):
+    for module in (comparisons, dynamodb_models):
         module.create_condition_expression_parser = create_condition_expression_parser
+    dynamodb_responses.create_condition_expression_parser = CheckingParser
 
 
 def _plain_json_results():
