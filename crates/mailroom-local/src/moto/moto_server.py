@@ -985,9 +985,9 @@ def _fast_publish():
     from urllib.parse import parse_qsl
     from xml.sax.saxutils import escape
 
-    from moto.core.responses import ActionResult
     from moto.core.exceptions import ServiceException
-    from moto.iam.models import get_account_id_from
+    from moto.core.responses import ActionResult, BaseResponse
+    from moto.iam.models import get_account_id_from, mark_account_as_visited
     from moto.sns.responses import SNSResponse
     from moto.utilities.aws_headers import gen_amzn_requestid_long
     from werkzeug.exceptions import HTTPException
@@ -1099,6 +1099,13 @@ def _fast_publish():
         credential = scope.search(environ.get("HTTP_AUTHORIZATION", ""))
         if not credential:
             return None
+        # moto takes the account and region from elsewhere first when these say so.
+        if "MOTO_ACCOUNT_ID" in os.environ or "HTTP_X_MOTO_ACCOUNT_ID" in environ:
+            return None
+        if BaseResponse.region_regex.search(environ.get("HTTP_HOST", "")) or (
+            BaseResponse.region_from_useragent_regex.search(environ.get("HTTP_USER_AGENT", ""))
+        ):
+            return None
         stream = environ["wsgi.input"]
         raw = stream.read()
         stream.seek(0)
@@ -1113,6 +1120,12 @@ def _fast_publish():
         handler.params, handler.uri_match = params, {}
         handler.current_account = get_account_id_from(credential.group(1))
         handler.region = credential.group(2)
+        mark_account_as_visited(
+            account_id=handler.current_account,
+            access_key=credential.group(1),
+            service="sns",
+            region=handler.region,
+        )
         try:
             result = handler.publish() if action == "Publish" else handler.publish_batch()
             answer = written(action, result.result) if type(result) is ActionResult else None
