@@ -249,6 +249,80 @@ def _json_requests():
         original(self, request)
 
     DynamoHandler.parse_parameters = parse_parameters
+    return operations, simple, members
+
+
+def _dynamodb_without_setup(readable):
+    """moto's DynamoDB handler for an item request, without `setup_class`: that method builds
+    werkzeug's request, tries the JSON body as a query string, copies the headers into a
+    query dict and walks the model over the body, none of which an item operation reads (its
+    handler reads only its parameters, the account and the region). Here the handler gets
+    those (the body read by `json.loads` when `_json_requests` would read it so) and moto's
+    own `call_action` does the rest: its authorisation count, its errors, its serializer, its
+    request id and CRC32 headers. Requests it would read otherwise, or whose account or region
+    moto takes from elsewhere, go through moto's whole path."""
+    import json
+    import re
+
+    from moto import settings
+    from moto.core.responses import BaseResponse
+    from moto.core.utils import get_service_model
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.iam.models import get_account_id_from, mark_account_as_visited
+
+    operations, simple, members = readable
+    scope = re.compile(r"Credential=([^/,\s]+)/[^/]+/([^/]+)/dynamodb/")
+
+    def answer(environ):
+        """(status, headers, body) from moto's handler, or None for moto's whole path."""
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        service, _, action = target.partition(".")
+        if service != "DynamoDB_20120810" or action not in operations:
+            return None
+        if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != "/":
+            return None
+        content_type = environ.get("CONTENT_TYPE", "")
+        credential = scope.search(environ.get("HTTP_AUTHORIZATION", ""))
+        if "json" not in content_type or not credential:
+            return None
+        if "MOTO_ACCOUNT_ID" in os.environ or "HTTP_X_MOTO_ACCOUNT_ID" in environ:
+            return None
+        if settings.INITIAL_NO_AUTH_ACTION_COUNT != float("inf"):
+            return None
+        if BaseResponse.region_regex.search(environ.get("HTTP_HOST", "")) or (
+            BaseResponse.region_from_useragent_regex.search(environ.get("HTTP_USER_AGENT", ""))
+        ):
+            return None
+        stream = environ["wsgi.input"]
+        raw = stream.read()
+        stream.seek(0)
+        try:
+            params = json.loads(raw)
+        except ValueError:
+            return None
+        if not isinstance(params, dict) or not simple(params):
+            return None
+        if action not in members:
+            model = get_service_model("dynamodb").operation_model(action)
+            members[action] = set(model.input_shape.members)
+        if not set(params) <= members[action]:
+            return None
+        handler = DynamoHandler()
+        handler.headers = {"X-Amz-Target": target, "Content-Type": content_type}
+        handler.querystring = {}
+        handler.response_headers = {"server": "amazon.com"}
+        handler.params, handler.uri_match = params, {}
+        handler.current_account = get_account_id_from(credential.group(1))
+        handler.region = credential.group(2)
+        mark_account_as_visited(
+            account_id=handler.current_account,
+            access_key=credential.group(1),
+            service="dynamodb",
+            region=handler.region,
+        )
+        return handler.call_action()
+
+    return answer
 
 
 def _fast_updates():
@@ -453,7 +527,7 @@ def _fast_updates():
 if os.environ.get("MAILROOM_MOTO_STOCK_DYNAMODB") != "1":
     _cached_conditions()
     _plain_json_results()
-    _json_requests()
+    _DYNAMODB_ITEMS = _dynamodb_without_setup(_json_requests())
     _fast_updates()
 
 for _name in ("put_item", "update_item", "delete_item", "transact_write_items"):
@@ -1162,11 +1236,22 @@ def _without_flask(dispatcher):
         from_wsgi_server = True
 
     publish = _fast_publish() if os.environ.get("MAILROOM_MOTO_STOCK_SNS") != "1" else None
+    dynamodb_items = globals().get("_DYNAMODB_ITEMS")
     reasons = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
 
     def serve(environ, start_response):
         if environ.get("PATH_INFO", "").startswith("/moto-api"):
             return dispatcher(environ, start_response)
+        if dynamodb_items is not None:
+            try:
+                result = dynamodb_items(environ)
+            except ClientError as exc:
+                result = 400, {}, exc.response["Error"]["Message"]
+            if result is not None:
+                status, headers, content = result
+                return Response(response=content, status=status, headers=headers)(
+                    environ, start_response
+                )
         answer = publish and publish(environ, lambda: ServerRequest(environ))
         if answer is not None:
             status, headers, body = answer
