@@ -155,6 +155,43 @@ def _cached_conditions():
     dynamodb_responses.create_condition_expression_parser = CheckingParser
 
 
+# The DynamoDB operations on items, whose requests and answers the fast paths below read.
+_ITEM_OPERATIONS = frozenset({
+    "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan",
+    "BatchGetItem", "BatchWriteItem", "TransactGetItems", "TransactWriteItems",
+})
+
+
+def _caller(environ, service):
+    """(access key, region) of a SigV4 request to `service`, as moto would find them, or None
+    when moto would take the account or the region from elsewhere first (`MOTO_ACCOUNT_ID`,
+    `x-moto-account-id`, a region in the host or the user agent): those go moto's whole way."""
+    import re
+
+    from moto.core.responses import BaseResponse
+
+    credential = re.search(
+        rf"Credential=([^/,\s]+)/[^/]+/([^/]+)/{service}/", environ.get("HTTP_AUTHORIZATION", "")
+    )
+    if not credential:
+        return None
+    if "MOTO_ACCOUNT_ID" in os.environ or "HTTP_X_MOTO_ACCOUNT_ID" in environ:
+        return None
+    if BaseResponse.region_regex.search(environ.get("HTTP_HOST", "")) or (
+        BaseResponse.region_from_useragent_regex.search(environ.get("HTTP_USER_AGENT", ""))
+    ):
+        return None
+    return credential.group(1), credential.group(2)
+
+
+def _body(environ):
+    """The request's body, left readable for moto's own path."""
+    stream = environ["wsgi.input"]
+    raw = stream.read()
+    stream.seek(0)
+    return raw
+
+
 def _plain_json_results():
     """moto turns a DynamoDB answer into JSON by walking the operation's output shape from
     botocore's model member by member (an attribute picker per key, per item): 28% of the
@@ -168,10 +205,7 @@ def _plain_json_results():
 
     from moto.dynamodb.responses import DynamoResult
 
-    operations = {
-        "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan",
-        "BatchGetItem", "BatchWriteItem", "TransactGetItems", "TransactWriteItems",
-    }
+    operations = _ITEM_OPERATIONS
 
     def plain(value):
         if isinstance(value, dict):
@@ -217,10 +251,7 @@ def _json_requests():
     from moto.core.utils import get_service_model
     from moto.dynamodb.responses import DynamoHandler
 
-    operations = {
-        "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan",
-        "BatchGetItem", "BatchWriteItem", "TransactGetItems", "TransactWriteItems",
-    }
+    operations = _ITEM_OPERATIONS
     members = {}
 
     def simple(value):
@@ -262,16 +293,13 @@ def _dynamodb_without_setup(readable):
     request id and CRC32 headers. Requests it would read otherwise, or whose account or region
     moto takes from elsewhere, go through moto's whole path."""
     import json
-    import re
 
     from moto import settings
-    from moto.core.responses import BaseResponse
     from moto.core.utils import get_service_model
     from moto.dynamodb.responses import DynamoHandler
     from moto.iam.models import get_account_id_from, mark_account_as_visited
 
     operations, simple, members = readable
-    scope = re.compile(r"Credential=([^/,\s]+)/[^/]+/([^/]+)/dynamodb/")
 
     def answer(environ):
         """(status, headers, body) from moto's handler, or None for moto's whole path."""
@@ -282,22 +310,13 @@ def _dynamodb_without_setup(readable):
         if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != "/":
             return None
         content_type = environ.get("CONTENT_TYPE", "")
-        credential = scope.search(environ.get("HTTP_AUTHORIZATION", ""))
-        if "json" not in content_type or not credential:
-            return None
-        if "MOTO_ACCOUNT_ID" in os.environ or "HTTP_X_MOTO_ACCOUNT_ID" in environ:
+        caller = _caller(environ, "dynamodb")
+        if "json" not in content_type or not caller:
             return None
         if settings.INITIAL_NO_AUTH_ACTION_COUNT != float("inf"):
             return None
-        if BaseResponse.region_regex.search(environ.get("HTTP_HOST", "")) or (
-            BaseResponse.region_from_useragent_regex.search(environ.get("HTTP_USER_AGENT", ""))
-        ):
-            return None
-        stream = environ["wsgi.input"]
-        raw = stream.read()
-        stream.seek(0)
         try:
-            params = json.loads(raw)
+            params = json.loads(_body(environ))
         except ValueError:
             return None
         if not isinstance(params, dict) or not simple(params):
@@ -312,11 +331,11 @@ def _dynamodb_without_setup(readable):
         handler.querystring = {}
         handler.response_headers = {"server": "amazon.com"}
         handler.params, handler.uri_match = params, {}
-        handler.current_account = get_account_id_from(credential.group(1))
-        handler.region = credential.group(2)
+        access_key, handler.region = caller
+        handler.current_account = get_account_id_from(access_key)
         mark_account_as_visited(
             account_id=handler.current_account,
-            access_key=credential.group(1),
+            access_key=access_key,
             service="dynamodb",
             region=handler.region,
         )
@@ -1060,13 +1079,12 @@ def _fast_publish():
     from xml.sax.saxutils import escape
 
     from moto.core.exceptions import ServiceException
-    from moto.core.responses import ActionResult, BaseResponse
+    from moto.core.responses import ActionResult
     from moto.iam.models import get_account_id_from, mark_account_as_visited
     from moto.sns.responses import SNSResponse
     from moto.utilities.aws_headers import gen_amzn_requestid_long
     from werkzeug.exceptions import HTTPException
 
-    scope = re.compile(r"Credential=([^/,\s]+)/[^/]+/([^/]+)/sns/")
     entry = re.compile(r"PublishBatchRequestEntries\.member\.(\d+)\.(.+)")
     attribute = re.compile(r"MessageAttributes\.entry\.(\d+)\.(Name|Value\.DataType|Value\.StringValue)")
     plain = {"Message", "Subject", "MessageGroupId", "MessageDeduplicationId"}
@@ -1170,21 +1188,13 @@ def _fast_publish():
             return None
         if not environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
             return None
-        credential = scope.search(environ.get("HTTP_AUTHORIZATION", ""))
-        if not credential:
+        caller = _caller(environ, "sns")
+        if not caller:
             return None
-        # moto takes the account and region from elsewhere first when these say so.
-        if "MOTO_ACCOUNT_ID" in os.environ or "HTTP_X_MOTO_ACCOUNT_ID" in environ:
-            return None
-        if BaseResponse.region_regex.search(environ.get("HTTP_HOST", "")) or (
-            BaseResponse.region_from_useragent_regex.search(environ.get("HTTP_USER_AGENT", ""))
-        ):
-            return None
-        stream = environ["wsgi.input"]
-        raw = stream.read()
-        stream.seek(0)
         try:
-            form = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
+            form = dict(
+                parse_qsl(_body(environ).decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+            )
         except (UnicodeDecodeError, ValueError):
             return None
         action, params = params_of(form)
@@ -1192,11 +1202,11 @@ def _fast_publish():
             return None
         handler = SNSResponse()
         handler.params, handler.uri_match = params, {}
-        handler.current_account = get_account_id_from(credential.group(1))
-        handler.region = credential.group(2)
+        access_key, handler.region = caller
+        handler.current_account = get_account_id_from(access_key)
         mark_account_as_visited(
             account_id=handler.current_account,
-            access_key=credential.group(1),
+            access_key=access_key,
             service="sns",
             region=handler.region,
         )
