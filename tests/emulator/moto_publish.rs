@@ -12,6 +12,7 @@ use std::path::Path;
 use aws_sdk_sns::error::ProvideErrorMetadata;
 use aws_sdk_sns::primitives::Blob;
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
+use mailroom_local::testbed::TestBed;
 use mailroom_local::{self as local, Moto};
 
 use crate::helpers::{endpoint, unique};
@@ -50,18 +51,14 @@ fn error<E: ProvideErrorMetadata>(e: &E) -> String {
 
 async fn conversation(endpoint: &str) -> Vec<String> {
     let config = local::emulator_config(endpoint).await;
-    let (sns, sqs) = (
-        aws_sdk_sns::Client::new(&config),
-        aws_sdk_sqs::Client::new(&config),
-    );
-    let topic = sns
-        .create_topic()
-        .name(unique("fast-publish"))
-        .send()
-        .await
-        .expect("CreateTopic")
-        .topic_arn
-        .expect("arn");
+    // The test bed's helpers, on whichever emulator this conversation talks to.
+    let bed = TestBed {
+        sqs: aws_sdk_sqs::Client::new(&config),
+        sns: aws_sdk_sns::Client::new(&config),
+        dynamodb: aws_sdk_dynamodb::Client::new(&config),
+    };
+    let (sns, sqs) = (&bed.sns, &bed.sqs);
+    let topic = bed.topic("fast-publish").await;
     let fifo = sns
         .create_topic()
         .name(format!("{}.fifo", unique("fast-publish")))
@@ -73,25 +70,9 @@ async fn conversation(endpoint: &str) -> Vec<String> {
         .expect("arn");
     // moto's SQS cannot answer a receive of a message with a binary attribute (it hashes the
     // attribute's text), so the binary publish goes to a topic no queue is subscribed to.
-    let unheard = sns
-        .create_topic()
-        .name(unique("fast-publish"))
-        .send()
-        .await
-        .expect("CreateTopic")
-        .topic_arn
-        .expect("arn");
-    let (queue, arn) = local::create_queue(&sqs, &unique("fast-publish"), &[])
-        .await
-        .expect("queue");
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(arn.as_str())
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .expect("Subscribe");
+    let unheard = bed.topic("fast-publish").await;
+    let queue = bed.queue(&unique("fast-publish"), &[]).await;
+    bed.subscribe(&topic, &queue, true).await;
 
     let mut seen = Vec::new();
     let publishes = [
@@ -223,7 +204,7 @@ async fn conversation(endpoint: &str) -> Vec<String> {
         }
         let out = sqs
             .receive_message()
-            .queue_url(queue.as_str())
+            .queue_url(queue.url.as_str())
             .max_number_of_messages(10)
             .message_attribute_names("All")
             .wait_time_seconds(1)
