@@ -453,10 +453,18 @@ async fn a_receive_whose_answer_was_lost_hides_its_batch_only_for_the_hold() {
     let port = SqsQueues::new(sqs);
     let mut request = ReplayRequest::new(dlq.url.clone());
     request.target = Some(queue.url.clone());
-    request.hold = Some(std::time::Duration::from_secs(2));
+    // One pipeline, so the first receive is the one that takes a batch. With eight, the receive
+    // whose answer the proxy dropped could reach moto after the others had taken all 30 and
+    // lose an empty answer (a CI run moved all 30 at once).
+    request.pipelines = 1;
+    // Long enough that the run ends (its last, empty receive waits a second) before the lost
+    // batch shows again, on a loaded 2-core machine too.
+    let hold = std::time::Duration::from_secs(4);
+    request.hold = Some(hold);
     let allowed = allow(&[&queue, &dlq]);
 
     // WHEN a run meets it (the SDK's retry of the receive gets the next batch)
+    let started = std::time::Instant::now();
     let first = replay(&port, &allowed, &request).await.expect("replay");
 
     // THEN the run moved the rest and ended clean, the lost batch in flight in the DLQ
@@ -469,7 +477,10 @@ async fn a_receive_whose_answer_was_lost_hides_its_batch_only_for_the_hold() {
     assert_eq!(bed.depth(&dlq).await, (0, 10));
 
     // AND after the hold, the same request moves them: none lost
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    tokio::time::sleep(
+        (hold + std::time::Duration::from_millis(500)).saturating_sub(started.elapsed()),
+    )
+    .await;
     let second = replay(&port, &allowed, &request).await.expect("replay");
     assert_eq!(second.moved, 10, "{second:?}");
     assert_eq!(bed.depth(&dlq).await, (0, 0));
