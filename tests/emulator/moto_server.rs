@@ -115,3 +115,51 @@ fn moto_s_own_server_closes_every_connection() {
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert!(closes(&headers), "{headers:?}");
 }
+
+#[tokio::test]
+async fn a_reset_forgets_every_service_s_state_and_the_next_requests_start_afresh() {
+    // GIVEN an emulator of its own with a queue, a topic and a table (moto keeps each
+    // service's state per account; the test bed finds an account's without moto's lock)
+    let moto = Moto::start(&Moto::venv(Path::new(env!("CARGO_MANIFEST_DIR")))).expect("moto");
+    let config = mailroom_local::emulator_config(moto.endpoint()).await;
+    let bed = mailroom_local::testbed::TestBed {
+        sqs: aws_sdk_sqs::Client::new(&config),
+        sns: aws_sdk_sns::Client::new(&config),
+        dynamodb: aws_sdk_dynamodb::Client::new(&config),
+    };
+    let queues = || async {
+        bed.sqs
+            .list_queues()
+            .send()
+            .await
+            .expect("ListQueues")
+            .queue_urls()
+            .len()
+    };
+    bed.queue("before-reset", &[]).await;
+    bed.topic("before-reset").await;
+    let _ledger = bed
+        .ledger(std::sync::Arc::new(mailroom_lambda::clock::SystemClock))
+        .await;
+    assert_eq!(queues().await, 1);
+
+    // WHEN moto's reset is called on the one endpoint
+    let reset = reqwest::Client::new()
+        .post(format!("{}/moto-api/reset", moto.endpoint()))
+        .send()
+        .await
+        .expect("reset");
+    assert!(reset.status().is_success(), "{reset:?}");
+
+    // THEN every service is empty (an independent list of each)
+    assert_eq!(queues().await, 0);
+    let topics = bed.sns.list_topics().send().await.expect("ListTopics");
+    assert!(topics.topics().is_empty(), "{topics:?}");
+    let tables = bed.dynamodb.list_tables().send().await.expect("ListTables");
+    assert!(tables.table_names().is_empty(), "{tables:?}");
+
+    // AND the services are made again on their next use
+    bed.queue("after-reset", &[]).await;
+    bed.topic("after-reset").await;
+    assert_eq!(queues().await, 1);
+}
