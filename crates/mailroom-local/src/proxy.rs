@@ -48,6 +48,11 @@ impl Upstreams {
         &self.services
     }
 
+    /// The upstream of DynamoDB.
+    pub fn dynamodb(&self) -> &str {
+        &self.dynamodb
+    }
+
     /// The DynamoDB upstream, when it is not the same as the rest's.
     pub(crate) fn separate_dynamodb(&self) -> Option<&str> {
         (self.dynamodb != self.services).then_some(self.dynamodb.as_str())

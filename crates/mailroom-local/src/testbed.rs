@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use aws_sdk_sqs::types::QueueAttributeName;
 
+use crate::proxy::Upstreams;
 use crate::{EventSource, Moto, REGION};
 use mailroom_lambda::ledger::Ledger;
 use mailroom_lambda::sqs::{QueueArn, QueueUrl};
@@ -14,18 +15,22 @@ use mailroom_lambda::sqs::{QueueArn, QueueUrl};
 /// The emulator's endpoint: `MAILROOM_TEST_ENDPOINT` if set, else a moto server started once
 /// for this test binary (it exits with the binary).
 pub fn endpoint() -> &'static str {
-    static ENDPOINT: OnceLock<String> = OnceLock::new();
+    &emulator().0
+}
+
+/// The endpoint, and the processes behind it when this binary started them.
+fn emulator() -> &'static (String, Option<Upstreams>) {
+    static EMULATOR: OnceLock<(String, Option<Upstreams>)> = OnceLock::new();
     static MOTO: OnceLock<Moto> = OnceLock::new();
-    ENDPOINT.get_or_init(|| {
-        mailroom_lambda::Env::process()
-            .string("MAILROOM_TEST_ENDPOINT")
-            .unwrap_or_else(|| {
-                let moto = MOTO.get_or_init(|| {
-                    Moto::start(&Moto::venv(crate::workspace_root()))
-                        .expect("moto starts from the project venv: run scripts/setup.sh")
-                });
-                moto.endpoint().to_owned()
-            })
+    EMULATOR.get_or_init(|| {
+        if let Some(endpoint) = mailroom_lambda::Env::process().string("MAILROOM_TEST_ENDPOINT") {
+            return (endpoint, None);
+        }
+        let moto = MOTO.get_or_init(|| {
+            Moto::start(&Moto::venv(crate::workspace_root()))
+                .expect("moto starts from the project venv: run scripts/setup.sh")
+        });
+        (moto.endpoint().to_owned(), Some(moto.upstreams()))
     })
 }
 
@@ -60,13 +65,25 @@ pub struct Queue {
 }
 
 impl TestBed {
-    /// Clients on the shared emulator, starting it on first use.
+    /// Clients on the shared emulator, starting it on first use. Each client calls its
+    /// service's moto process directly, as an SDK calls each service's own endpoint in AWS;
+    /// the one endpoint's router, which the functions use, is a hop these clients do not need.
     pub async fn new() -> Self {
-        let config = crate::emulator_config(endpoint()).await;
+        let (endpoint, upstreams) = emulator();
+        let config = crate::emulator_config(endpoint).await;
+        let Some(upstreams) = upstreams else {
+            return Self {
+                sqs: aws_sdk_sqs::Client::new(&config),
+                sns: aws_sdk_sns::Client::new(&config),
+                dynamodb: aws_sdk_dynamodb::Client::new(&config),
+            };
+        };
+        let services = crate::emulator_config(upstreams.services()).await;
+        let dynamodb = crate::emulator_config(upstreams.dynamodb()).await;
         Self {
-            sqs: aws_sdk_sqs::Client::new(&config),
-            sns: aws_sdk_sns::Client::new(&config),
-            dynamodb: aws_sdk_dynamodb::Client::new(&config),
+            sqs: aws_sdk_sqs::Client::new(&services),
+            sns: aws_sdk_sns::Client::new(&services),
+            dynamodb: aws_sdk_dynamodb::Client::new(&dynamodb),
         }
     }
 

@@ -1278,6 +1278,16 @@ def _without_flask(dispatcher):
     dynamodb_items = globals().get("_DYNAMODB_ITEMS")
     reasons = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
 
+    def written(answer, start_response):
+        """A handler's (status, headers, body) as werkzeug's Response would write it."""
+        status, headers, body = answer
+        data = body.encode("utf-8") if isinstance(body, str) else body
+        headers = [(name, str(value)) for name, value in headers.items()]
+        if not any(name.lower() == "content-type" for name, _ in headers):
+            headers.append(("Content-Type", "text/plain; charset=utf-8"))
+        start_response(f"{status} {reasons.get(int(status), 'Error')}", headers)
+        return [data]
+
     def serve(environ, start_response):
         if environ.get("PATH_INFO", "").startswith("/moto-api"):
             return dispatcher(environ, start_response)
@@ -1287,16 +1297,10 @@ def _without_flask(dispatcher):
             except ClientError as exc:
                 result = 400, {}, exc.response["Error"]["Message"]
             if result is not None:
-                status, headers, content = result
-                return Response(response=content, status=status, headers=headers)(
-                    environ, start_response
-                )
+                return written(result, start_response)
         answer = publish and publish(environ, lambda: ServerRequest(environ))
         if answer is not None:
-            status, headers, body = answer
-            data = body.encode("utf-8") if isinstance(body, str) else body
-            start_response(f"{status} {reasons.get(int(status), 'Error')}", list(headers.items()))
-            return [data]
+            return written(answer, start_response)
         app = dispatcher.get_application(environ)
         try:
             endpoint, _ = app.url_map.bind_to_environ(environ).match()
