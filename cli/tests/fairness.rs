@@ -1,6 +1,6 @@
 //! Issue 16's noisy tenant, as the README runs it: `mailroom local demo --noisy-tenant --events 220`. One
 //! tenant publishes ten times the other's volume at once, to a webhook slower than the burst;
-//! with the test bed's emulation of SQS fair queues the quiet tenant is served ahead of part
+//! with the test bed's emulation of SQS fair queues the quiet tenant is served ahead of most
 //! of the burst, without it behind all of it. Asserted on the webhook's order of acceptance
 //! (not on times), from the demo's JSON, which the webhook's own record feeds.
 //! The function binaries must be built (`scripts/test.sh` builds them first).
@@ -26,11 +26,13 @@ fn with_fair_queues_the_quiet_tenant_is_not_stuck_behind_the_noisy_ones_burst() 
         behind(plain) > 0.9,
         "plain order: behind the burst: {report:#}"
     );
-    // Measured 0.58-0.73 with the test bed's faster DynamoDB and SNS (0.39-0.45 before them,
-    // about 0.2 on moto's own DynamoDB code): how far ahead the quiet tenant gets depends on how
-    // long the burst's batches stay in flight, from which the emulation decides.
+    // The burst and the quiet tenant's events are both in the queue before the consumers take
+    // any (the demo pauses them while it publishes). Measured 0.05-0.10: the quiet tenant in
+    // the first receives after the burst's first batch. (Before the pause, how much of the
+    // burst was consumed before the quiet tenant published depended on this machine's speed:
+    // 0.2 to 0.75 over the emulator's versions.)
     assert!(
-        behind(fair) < 0.85,
-        "fair queues: ahead of some of it: {report:#}"
+        behind(fair) < 0.5,
+        "fair queues: ahead of most of it: {report:#}"
     );
 }

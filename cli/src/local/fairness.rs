@@ -1,5 +1,6 @@
 //! `mailroom local demo --noisy-tenant`: one tenant publishes ten times the volume of a quiet
-//! one, all at once, to a webhook slower than the burst; played twice in one run, with SQS
+//! one, all at once (the consumers paused until both are in the queue), to a webhook slower
+//! than the burst; played twice in one run, with SQS
 //! fair queues (the test bed's emulation of them) and with the notifier's queue tagged out
 //! of them. The quiet tenant's dwell time (publish to the webhook's acceptance) and its place
 //! in the webhook's order of acceptance come from the webhook's own record.
@@ -18,6 +19,9 @@ use super::webhook::Receiver;
 
 /// How long the webhook takes per delivery: slower than the burst arrives.
 const WEBHOOK_DELAY: Duration = Duration::from_millis(100);
+
+/// Longer than a poller's long poll (one second), so none is waiting when the burst lands.
+const RECEIVE_WAIT: Duration = Duration::from_millis(1200);
 
 /// One half of the scenario.
 #[derive(Debug, Default, serde::Serialize)]
@@ -64,7 +68,7 @@ pub(super) async fn noisy_tenant(args: &DemoArgs) -> anyhow::Result<()> {
     let quiet = (args.events / 11).max(1);
     if !args.json {
         println!(
-            "mailroom local demo --noisy-tenant: tenant `noisy` publishes {} events at once, tenant `quiet` {quiet} right after; the webhook takes {} ms each",
+            "mailroom local demo --noisy-tenant: tenant `noisy` publishes {} events at once, tenant `quiet` {quiet} right after, while the consumers are paused; the webhook takes {} ms each",
             quiet * 10,
             WEBHOOK_DELAY.as_millis()
         );
@@ -126,7 +130,7 @@ async fn half(common: &super::Common, quiet: usize, fair: bool) -> anyhow::Resul
     );
     let webhook = receiver.start().await?;
     let p = bring_up(common, &webhook, None, true, true).await?;
-    let (queue, _) = p
+    let (queue, queue_arn) = p
         .provisioned
         .queues
         .get("Notifier/Queue")
@@ -157,11 +161,28 @@ async fn half(common: &super::Common, quiet: usize, fair: bool) -> anyhow::Resul
     };
     let noisy: Vec<Event> = (0..quiet * 10).map(|i| event("noisy", i)).collect();
     let quiet_events: Vec<Event> = (0..quiet).map(|i| event("quiet", i)).collect();
+    // The whole burst waits in the queue before a consumer takes any of it, as a burst that
+    // outruns the consumers does: paused, the notifier's pollers take nothing while it is
+    // published. Otherwise how much of the burst is gone before the quiet tenant publishes
+    // depends on how fast this machine publishes against how fast it consumes (a faster
+    // emulator moved the quiet tenant's place from 40% of the burst to 70%).
+    let pollers = p.mappings.reading(queue_arn.as_str());
+    if pollers.is_empty() {
+        bail!("no event source mapping reads Notifier/Queue");
+    }
+    for mapping in &pollers {
+        mapping.enabled.store(false, Ordering::Relaxed);
+    }
+    // A receive already waiting (a one-second long poll) ends first.
+    tokio::time::sleep(RECEIVE_WAIT).await;
     for batch in [noisy, quiet_events] {
         let report = publisher.publish(&batch).await;
         if let Some(f) = report.failed.first() {
             bail!("not published: {}", f.error);
         }
+    }
+    for mapping in &pollers {
+        mapping.enabled.store(true, Ordering::Relaxed);
     }
     let timeout = Duration::from_secs(60 + u64::try_from(quiet).unwrap_or(0));
     if !p.drain(timeout).await {

@@ -106,6 +106,15 @@ impl Mappings {
             .cloned()
             .collect()
     }
+
+    /// The mappings that read the queue `event_source_arn`.
+    pub fn reading(&self, event_source_arn: &str) -> Vec<Arc<Mapping>> {
+        self.lock()
+            .values()
+            .filter(|m| m.event_source_arn == event_source_arn)
+            .cloned()
+            .collect()
+    }
 }
 
 /// The API on a loopback port. It stops when dropped.
