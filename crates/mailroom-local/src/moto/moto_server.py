@@ -184,6 +184,22 @@ def _caller(environ, service):
     return credential.group(1), credential.group(2)
 
 
+def _as_caller(handler, params, caller, service):
+    """Sets what moto's `setup_class` would give `handler` for these parameters and this
+    caller (access key, region), and records the account's visit as moto does."""
+    from moto.iam.models import get_account_id_from, mark_account_as_visited
+
+    handler.params, handler.uri_match = params, {}
+    access_key, handler.region = caller
+    handler.current_account = get_account_id_from(access_key)
+    mark_account_as_visited(
+        account_id=handler.current_account,
+        access_key=access_key,
+        service=service,
+        region=handler.region,
+    )
+
+
 def _body(environ):
     """The request's body, left readable for moto's own path."""
     stream = environ["wsgi.input"]
@@ -297,7 +313,6 @@ def _dynamodb_without_setup(readable):
     from moto import settings
     from moto.core.utils import get_service_model
     from moto.dynamodb.responses import DynamoHandler
-    from moto.iam.models import get_account_id_from, mark_account_as_visited
 
     operations, simple, members = readable
 
@@ -330,15 +345,7 @@ def _dynamodb_without_setup(readable):
         handler.headers = {"X-Amz-Target": target, "Content-Type": content_type}
         handler.querystring = {}
         handler.response_headers = {"server": "amazon.com"}
-        handler.params, handler.uri_match = params, {}
-        access_key, handler.region = caller
-        handler.current_account = get_account_id_from(access_key)
-        mark_account_as_visited(
-            account_id=handler.current_account,
-            access_key=access_key,
-            service="dynamodb",
-            region=handler.region,
-        )
+        _as_caller(handler, params, caller, "dynamodb")
         return handler.call_action()
 
     return answer
@@ -1109,7 +1116,6 @@ def _fast_publish():
 
     from moto.core.exceptions import ServiceException
     from moto.core.responses import ActionResult
-    from moto.iam.models import get_account_id_from, mark_account_as_visited
     from moto.sns.responses import SNSResponse
     from moto.utilities.aws_headers import gen_amzn_requestid_long
     from werkzeug.exceptions import HTTPException
@@ -1230,15 +1236,7 @@ def _fast_publish():
         if params is None:
             return None
         handler = SNSResponse()
-        handler.params, handler.uri_match = params, {}
-        access_key, handler.region = caller
-        handler.current_account = get_account_id_from(access_key)
-        mark_account_as_visited(
-            account_id=handler.current_account,
-            access_key=access_key,
-            service="sns",
-            region=handler.region,
-        )
+        _as_caller(handler, params, caller, "sns")
         try:
             result = handler.publish() if action == "Publish" else handler.publish_batch()
             answer = written(action, result.result) if type(result) is ActionResult else None
