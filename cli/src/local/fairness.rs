@@ -164,8 +164,8 @@ async fn half(common: &super::Common, quiet: usize, fair: bool) -> anyhow::Resul
     // The whole burst waits in the queue before a consumer takes any of it, as a burst that
     // outruns the consumers does: paused, the notifier's pollers take nothing while it is
     // published. Otherwise how much of the burst is gone before the quiet tenant publishes
-    // depends on how fast this machine publishes against how fast it consumes (a faster
-    // emulator moved the quiet tenant's place from 40% of the burst to 70%).
+    // depends on how fast this machine publishes against how fast it consumes (as the
+    // emulator got faster, the quiet tenant's place moved from about 20% of the burst to 75%).
     let pollers = p.mappings.reading(queue_arn.as_str());
     if pollers.is_empty() {
         bail!("no event source mapping reads Notifier/Queue");

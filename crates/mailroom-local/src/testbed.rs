@@ -18,19 +18,20 @@ pub fn endpoint() -> &'static str {
     &emulator().0
 }
 
-/// The endpoint, and the processes behind it when this binary started them.
-fn emulator() -> &'static (String, Option<Upstreams>) {
-    static EMULATOR: OnceLock<(String, Option<Upstreams>)> = OnceLock::new();
+/// The endpoint, and the processes behind it (the endpoint itself when it is not ours).
+fn emulator() -> &'static (String, Upstreams) {
+    static EMULATOR: OnceLock<(String, Upstreams)> = OnceLock::new();
     static MOTO: OnceLock<Moto> = OnceLock::new();
     EMULATOR.get_or_init(|| {
         if let Some(endpoint) = mailroom_lambda::Env::process().string("MAILROOM_TEST_ENDPOINT") {
-            return (endpoint, None);
+            let upstreams = Upstreams::single(&endpoint);
+            return (endpoint, upstreams);
         }
         let moto = MOTO.get_or_init(|| {
             Moto::start(&Moto::venv(crate::workspace_root()))
                 .expect("moto starts from the project venv: run scripts/setup.sh")
         });
-        (moto.endpoint().to_owned(), Some(moto.upstreams()))
+        (moto.endpoint().to_owned(), moto.upstreams())
     })
 }
 
@@ -69,15 +70,7 @@ impl TestBed {
     /// service's moto process directly, as an SDK calls each service's own endpoint in AWS;
     /// the one endpoint's router, which the functions use, is a hop these clients do not need.
     pub async fn new() -> Self {
-        let (endpoint, upstreams) = emulator();
-        let config = crate::emulator_config(endpoint).await;
-        let Some(upstreams) = upstreams else {
-            return Self {
-                sqs: aws_sdk_sqs::Client::new(&config),
-                sns: aws_sdk_sns::Client::new(&config),
-                dynamodb: aws_sdk_dynamodb::Client::new(&config),
-            };
-        };
+        let upstreams = &emulator().1;
         let services = crate::emulator_config(upstreams.services()).await;
         let dynamodb = crate::emulator_config(upstreams.dynamodb()).await;
         Self {
