@@ -11,7 +11,8 @@
 //!
 //! Variables read: `AWS_REGION` (else `AWS_DEFAULT_REGION`), `AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` (re-read on every signing, so rotated values are
-//! picked up), and `AWS_ENDPOINT_URL` (the emulator, locally).
+//! picked up), `AWS_ENDPOINT_URL` (the emulator, locally) and, as `aws-config` does, a service's
+//! own `AWS_ENDPOINT_URL_<SERVICE>` (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_LAMBDA`).
 
 use std::sync::Once;
 use std::time::Duration;
@@ -36,6 +37,7 @@ use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 pub use aws_types::SdkConfig;
 use aws_types::region::Region;
+use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 
 /// Installs rustls's *ring* crypto provider as the process default, once. Every TLS client in
 /// the process (the SDK's, the notifier's) uses it.
@@ -163,15 +165,37 @@ impl ProvideCredentials for EnvironmentCredentials {
     }
 }
 
+/// A service's own endpoint, from `AWS_ENDPOINT_URL_<SERVICE>` (the service's id in capitals,
+/// spaces as `_`: `AWS_ENDPOINT_URL_DYNAMODB`), as `aws-config` reads it; a service without
+/// one uses `AWS_ENDPOINT_URL`, else AWS's own endpoint.
+#[derive(Debug)]
+struct ServiceEndpoints(crate::config::Env<'static>);
+
+impl LoadServiceConfig for ServiceEndpoints {
+    fn load_config(&self, key: ServiceConfigKey<'_>) -> Option<String> {
+        if key.env() != "AWS_ENDPOINT_URL" {
+            return None;
+        }
+        let service = key.service_id().to_ascii_uppercase().replace(' ', "_");
+        self.0.string(&format!("AWS_ENDPOINT_URL_{service}"))
+    }
+}
+
 /// The SDK configuration from Lambda's environment, over `client`.
 pub fn from_env_with(client: reqwest::Client) -> SdkConfig {
-    let env = crate::config::Env::process();
+    from_vars(crate::config::Env::process(), client)
+}
+
+/// The SDK configuration from the variables in `env` (see the module's list), over `client`.
+pub fn from_vars(env: crate::config::Env<'static>, client: reqwest::Client) -> SdkConfig {
     let var = |k: &str| env.string(k);
     let region = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION"));
+    let endpoint = var("AWS_ENDPOINT_URL");
     let mut builder =
         base(client).credentials_provider(SharedCredentialsProvider::new(EnvironmentCredentials));
     builder.set_region(region.map(Region::new));
-    builder.set_endpoint_url(var("AWS_ENDPOINT_URL"));
+    builder.set_endpoint_url(endpoint);
+    builder.set_service_config(Some(ServiceEndpoints(env)));
     builder.build()
 }
 

@@ -21,6 +21,7 @@ mod poller;
 mod publish;
 mod redrive;
 mod replay;
+mod sdk_config;
 mod template;
 
 /// The payload the tests publish.

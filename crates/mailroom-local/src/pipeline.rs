@@ -189,6 +189,18 @@ impl Pipeline {
             .map_or(endpoint.as_str(), FaultyEndpoint::endpoint)
             .to_owned();
         let app = mailroom_lambda::aws::emulator(&app_endpoint, REGION);
+        // The functions call DynamoDB's process directly when the emulator is ours and no
+        // faults sit in front of it (one hop instead of the router's two, as DynamoDB has its
+        // own endpoint in AWS), through the SDKs' per-service endpoint variable. SQS and SNS
+        // stay on the router's endpoint: moto writes a queue's URL with the host it was asked
+        // on, and every queue URL in the pipeline must be the one the template provisioned.
+        let mut endpoints = vec![("AWS_ENDPOINT_URL", app_endpoint.clone())];
+        if let (None, Some(moto)) = (&faulty, &moto) {
+            endpoints.push((
+                "AWS_ENDPOINT_URL_DYNAMODB",
+                moto.upstreams().dynamodb().to_owned(),
+            ));
+        }
         let traffic = Clients {
             sqs: aws_sdk_sqs::Client::new(&app),
             sns: aws_sdk_sns::Client::new(&app),
@@ -214,7 +226,9 @@ impl Pipeline {
             env.insert("AWS_REGION".into(), REGION.into());
             env.insert("AWS_ACCESS_KEY_ID".into(), "local".into());
             env.insert("AWS_SECRET_ACCESS_KEY".into(), "local".into());
-            env.insert("AWS_ENDPOINT_URL".into(), app_endpoint.clone());
+            for (variable, url) in &endpoints {
+                env.insert((*variable).into(), url.clone());
+            }
             env.insert(
                 "AWS_ENDPOINT_URL_LAMBDA".into(),
                 lambda_api.url().to_owned(),

@@ -25,7 +25,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         sns,
     )
     // Consumers' event source mappings pause while their circuit breakers are open.
-    .with_event_sources(LambdaMappings::new(lambda_client(&env, &aws)));
+    // (On `AWS_ENDPOINT_URL_LAMBDA` when set: `mailroom local` serves them apart from moto.)
+    .with_event_sources(LambdaMappings::new(aws_sdk_lambda::Client::new(&aws)));
     // Completion callbacks go out signed, as the notifier's deliveries do, with its secret:
     // on when a signing secret is configured.
     let signed = [
@@ -57,17 +58,4 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         },
     ))
     .await
-}
-
-/// The Lambda client, on `AWS_ENDPOINT_URL_LAMBDA` when set (the SDKs' per-service endpoint
-/// variable: `mailroom local` serves the event source mappings apart from the emulator).
-fn lambda_client(
-    env: &mailroom_lambda::Env<'_>,
-    aws: &mailroom_lambda::aws::SdkConfig,
-) -> aws_sdk_lambda::Client {
-    let mut config = aws_sdk_lambda::config::Builder::from(aws);
-    if let Some(url) = env.string("AWS_ENDPOINT_URL_LAMBDA") {
-        config = config.endpoint_url(url);
-    }
-    aws_sdk_lambda::Client::from_conf(config.build())
 }
