@@ -9,6 +9,14 @@
 //! path in front of a Function URL is not in it. `MAILROOM_BENCH_REQUESTS` sets the requests
 //! per producer (default 100), `MAILROOM_BENCH_PRODUCERS` the levels (default `1,10,50`).
 //!
+//! By default the producers never pause (a closed loop: each sends its next request as soon as
+//! the last is answered), which on two cores shared with the emulator measures the machine's
+//! saturation as much as the intake. `MAILROOM_BENCH_RATE=R` paces them instead: each producer
+//! sends R intake requests a second (and as many direct publishes, half a period later), on a
+//! fixed schedule whatever the answers' speed, and a request's latency counts from when it was
+//! due, so a request sent late because the last one was slow counts its wait (no coordinated
+//! omission).
+//!
 //! Under `cargo test` (no `--bench` argument) it runs nothing: latency belongs in a bench.
 
 use std::sync::Arc;
@@ -96,6 +104,9 @@ async fn main() {
                 .expect("MAILROOM_BENCH_PRODUCERS: numbers, comma-separated")
         })
         .collect();
+    let rate = mailroom_lambda::Env::process()
+        .positive("MAILROOM_BENCH_RATE")
+        .expect("MAILROOM_BENCH_RATE: requests a second per producer, a whole number");
     let bed = TestBed::new().await;
     let ledger = bed.ledger(Arc::new(SystemClock)).await;
     let topic = bed.topic("ack").await;
@@ -109,53 +120,85 @@ async fn main() {
     ));
     let url = serve(intake).await;
     let http = reqwest::Client::new();
+    match rate {
+        Some(r) => {
+            println!("paced: {r} intake requests and {r} direct publishes a second per producer");
+        }
+        None => {
+            println!("closed loop: each producer sends its next request when the last is answered");
+        }
+    }
     println!(
         "producers  intake p50 / p99 (ms)   direct SNS publish p50 / p99 (ms)   overhead at p50"
     );
     for producers in levels {
         let mut intake_times = Vec::new();
         let mut direct_times = Vec::new();
-        // Alternate the two in rounds so both see the same emulator state and machine load.
-        for round in 0..2 {
-            let mut tasks = tokio::task::JoinSet::new();
-            for p in 0..producers {
-                let (http, url, sns, topic) =
-                    (http.clone(), url.clone(), bed.sns.clone(), topic.clone());
-                tasks.spawn(async move {
-                    let mut times = (Vec::new(), Vec::new());
-                    for i in 0..per_producer / 2 {
-                        let body = format!(
-                            r#"{{"order_id":"o-{producers}-{round}-{p}-{i}","amount_cents":100}}"#
-                        );
-                        let started = Instant::now();
-                        let r = http
-                            .post(format!("{url}/events/order.placed"))
-                            .header("content-type", "application/json")
-                            .header("idempotency-key", format!("k-{producers}-{round}-{p}-{i}"))
-                            .body(body.clone())
-                            .send()
-                            .await
-                            .expect("answer");
-                        assert_eq!(r.status(), 202);
-                        times.0.push(started.elapsed());
-                        let started = Instant::now();
-                        sns.publish()
-                            .topic_arn(&topic)
-                            .message(body)
-                            .send()
-                            .await
-                            .expect("Publish");
-                        times.1.push(started.elapsed());
-                    }
-                    times
+        let cpu_before = cpu_times();
+        // Each producer alternates the two, so both see the same emulator state and load.
+        let mut tasks = tokio::task::JoinSet::new();
+        for p in 0..producers {
+            let (http, url, sns, topic) =
+                (http.clone(), url.clone(), bed.sns.clone(), topic.clone());
+            // Paced producers start spread over one period, not all at once.
+            let period = rate.map(|r| Duration::from_secs(1) / u32::try_from(r).unwrap_or(1));
+            let first = tokio::time::Instant::now()
+                + period.map_or(Duration::ZERO, |d| {
+                    d * u32::try_from(p).unwrap_or(0) / u32::try_from(producers).unwrap_or(1)
                 });
-            }
-            while let Some(t) = tasks.join_next().await {
-                let (a, b) = t.expect("producer");
-                intake_times.extend(a);
-                direct_times.extend(b);
-            }
+            tasks.spawn(async move {
+                let mut times = (Vec::new(), Vec::new());
+                // When a request is due: now in a closed loop, its slot when paced.
+                let due = |i: u64, half: bool| async move {
+                    let Some(period) = period else {
+                        return Instant::now();
+                    };
+                    let at = first
+                        + period * u32::try_from(i).unwrap_or(u32::MAX)
+                        + if half { period / 2 } else { Duration::ZERO };
+                    tokio::time::sleep_until(at).await;
+                    at.into_std()
+                };
+                for i in 0..per_producer {
+                    let body =
+                        format!(r#"{{"order_id":"o-{producers}-{p}-{i}","amount_cents":100}}"#);
+                    let started = due(i, false).await;
+                    let r = http
+                        .post(format!("{url}/events/order.placed"))
+                        .header("content-type", "application/json")
+                        .header("idempotency-key", format!("k-{producers}-{p}-{i}"))
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .expect("answer");
+                    assert_eq!(r.status(), 202);
+                    times.0.push(started.elapsed());
+                    let started = due(i, true).await;
+                    sns.publish()
+                        .topic_arn(&topic)
+                        .message(body)
+                        .send()
+                        .await
+                        .expect("Publish");
+                    times.1.push(started.elapsed());
+                }
+                times
+            });
         }
+        while let Some(t) = tasks.join_next().await {
+            let (a, b) = t.expect("producer");
+            intake_times.extend(a);
+            direct_times.extend(b);
+        }
+        let stolen = match (cpu_before, cpu_times()) {
+            (Some((s0, t0)), Some((s1, t1))) if t1 > t0 => {
+                format!(
+                    ", {:.0}% of CPU stolen",
+                    100.0 * (s1 - s0) as f64 / (t1 - t0) as f64
+                )
+            }
+            _ => String::new(),
+        };
         intake_times.sort();
         direct_times.sort();
         let (i50, i99) = (
@@ -167,9 +210,26 @@ async fn main() {
             percentile(&direct_times, 0.99),
         );
         println!(
-            "{producers:>9}  {i50:>8.1} / {i99:>6.1}            {d50:>8.1} / {d99:>6.1}                   {:>6.1} ms  ({} requests each)",
+            "{producers:>9}  {i50:>8.1} / {i99:>6.1}            {d50:>8.1} / {d99:>6.1}                   {:>6.1} ms  ({} requests each{stolen})",
             i50 - d50,
             intake_times.len()
         );
     }
+}
+
+/// The machine's CPU time stolen by the hypervisor and its total, in ticks, from
+/// `/proc/stat` (Linux): on a shared VM, time the benchmark's processes were ready to run and
+/// did not, which shows in the tail as pauses of tens of milliseconds.
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is within user)
+    let counted = fields.get(..8)?;
+    Some((counted[7], counted.iter().sum()))
 }
