@@ -6,7 +6,7 @@
 //! answers and errors: every write the ledger makes, in the orders a task meets them, its reads,
 //! the expressions the fast path must refuse (undefined placeholders, reserved words, key
 //! attributes, an attribute named twice, types that do not fit an index, arithmetic on a
-//! string, a missing operand), and conditions of every kind, the same ones again with other
+//! string, a missing operand, placeholders defined and not used), and conditions of every kind, the same ones again with other
 //! values.
 
 use std::collections::BTreeMap;
@@ -259,6 +259,21 @@ async fn conversation(endpoint: &str) -> Vec<String> {
         ("SET a = a + :one, f = :v", vec![], vec![one(), v()], None),
         ("SET a = :one SET b = :v", vec![], vec![one(), v()], None),
         ("ADD a :one", vec![], vec![one()], None),
+        // An expression seen before (its placeholders listed once), now with a name and a
+        // value it does not use, then with none of its own.
+        (
+            "set b = a, #c = :v remove d",
+            vec![("#c", "c"), ("#unused", "u")],
+            vec![v()],
+            None,
+        ),
+        (
+            "set b = a, #c = :v remove d",
+            vec![("#c", "c")],
+            vec![v(), one()],
+            None,
+        ),
+        ("set b = a, #c = :v remove d", vec![], vec![], None),
     ] {
         seen.push(update(&db, &table, expression, &names, &values, condition).await);
     }

@@ -884,12 +884,35 @@ def _parsed_once():
     """moto parses an UpdateExpression twice per UpdateItem (once to list its placeholders,
     once to run it), and the ledger sends the same few expressions thousands of times. A parse
     depends on the text alone and nothing changes the tree it returns (the validator works on
-    its own deep copy), so each text is parsed once."""
+    its own deep copy), so each text is parsed once. The handler then walks that tree twice per
+    request to list the placeholders it uses (9% of the DynamoDB process's CPU per UpdateItem):
+    for a parsed-once tree each walk is done once too, and the same clauses are returned."""
+    from moto.dynamodb.parsing.ast_nodes import Node
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 
     make = UpdateExpressionParser.make.__func__
-    cached = functools.lru_cache(maxsize=1024)(lambda text: make(UpdateExpressionParser, text))
+    walks = {}  # id(tree) -> (tree, {clause types: clauses})
+
+    @functools.lru_cache(maxsize=1024)
+    def cached(text):
+        tree = make(UpdateExpressionParser, text)
+        if len(walks) < 4096:
+            walks[id(tree)] = (tree, {})
+        return tree
+
     UpdateExpressionParser.make = classmethod(lambda cls, text: cached(text))
+    find_clauses = Node.find_clauses
+
+    def found_once(self, clause_types):
+        entry = walks.get(id(self))
+        if entry is None or entry[0] is not self:
+            return find_clauses(self, clause_types)
+        key = tuple(clause_types)
+        if key not in entry[1]:
+            entry[1][key] = tuple(find_clauses(self, clause_types))
+        return list(entry[1][key])
+
+    Node.find_clauses = found_once
 
 
 if os.environ.get("MAILROOM_MOTO_STOCK_DYNAMODB") != "1":
