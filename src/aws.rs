@@ -14,7 +14,7 @@
 //! picked up), `AWS_ENDPOINT_URL` (the emulator, locally) and, as `aws-config` does, a service's
 //! own `AWS_ENDPOINT_URL_<SERVICE>` (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_LAMBDA`).
 
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use aws_credential_types::Credentials;
@@ -137,8 +137,8 @@ impl HttpConnector for ReqwestHttpClient {
 }
 
 /// Credentials from the environment, read on every call.
-#[derive(Debug, Clone, Copy, Default)]
-struct EnvironmentCredentials;
+#[derive(Debug, Clone)]
+struct EnvironmentCredentials(Arc<crate::config::Env<'static>>);
 
 impl ProvideCredentials for EnvironmentCredentials {
     fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
@@ -146,8 +146,7 @@ impl ProvideCredentials for EnvironmentCredentials {
         Self: 'a,
     {
         // Read on every call: Lambda may rotate the role's credentials in the environment.
-        let env = crate::config::Env::process();
-        let var = |k: &str| env.string(k);
+        let var = |k: &str| self.0.string(k);
         future::ProvideCredentials::ready(
             match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
                 (Some(key), Some(secret)) => Ok(Credentials::new(
@@ -169,7 +168,7 @@ impl ProvideCredentials for EnvironmentCredentials {
 /// spaces as `_`: `AWS_ENDPOINT_URL_DYNAMODB`), as `aws-config` reads it; a service without
 /// one uses `AWS_ENDPOINT_URL`, else AWS's own endpoint.
 #[derive(Debug)]
-struct ServiceEndpoints(crate::config::Env<'static>);
+struct ServiceEndpoints(Arc<crate::config::Env<'static>>);
 
 impl LoadServiceConfig for ServiceEndpoints {
     fn load_config(&self, key: ServiceConfigKey<'_>) -> Option<String> {
@@ -188,13 +187,17 @@ pub fn from_env_with(client: reqwest::Client) -> SdkConfig {
 
 /// The SDK configuration from the variables in `env` (see the module's list), over `client`.
 pub fn from_vars(env: crate::config::Env<'static>, client: reqwest::Client) -> SdkConfig {
+    let env = Arc::new(env);
     let var = |k: &str| env.string(k);
-    let region = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION"));
-    let endpoint = var("AWS_ENDPOINT_URL");
-    let mut builder =
-        base(client).credentials_provider(SharedCredentialsProvider::new(EnvironmentCredentials));
-    builder.set_region(region.map(Region::new));
-    builder.set_endpoint_url(endpoint);
+    let mut builder = base(client).credentials_provider(SharedCredentialsProvider::new(
+        EnvironmentCredentials(env.clone()),
+    ));
+    builder.set_region(
+        var("AWS_REGION")
+            .or_else(|| var("AWS_DEFAULT_REGION"))
+            .map(Region::new),
+    );
+    builder.set_endpoint_url(var("AWS_ENDPOINT_URL"));
     builder.set_service_config(Some(ServiceEndpoints(env)));
     builder.build()
 }

@@ -32,23 +32,17 @@ async fn each_service_goes_to_its_own_endpoint_variable_and_the_rest_to_aws_endp
     let closed = closed_port();
     let env = Env::from_pairs(&[
         ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "local"),
+        ("AWS_SECRET_ACCESS_KEY", "local"),
         ("AWS_ENDPOINT_URL", &closed),
         ("AWS_ENDPOINT_URL_DYNAMODB", emulator),
         ("AWS_ENDPOINT_URL_SQS", emulator),
         ("AWS_ENDPOINT_URL_LAMBDA", lambda.url()),
     ]);
-    // (Credentials come from the process's environment; the emulator takes any.)
     let client = mailroom_lambda::aws::http_client_builder()
         .build()
         .expect("client");
-    let aws = mailroom_lambda::aws::from_vars(env, client).into_builder();
-    let aws = aws
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(
-                aws_credential_types::Credentials::new("local", "local", None, None, "test"),
-            ),
-        )
-        .build();
+    let aws = mailroom_lambda::aws::from_vars(env, client);
 
     // WHEN each client makes a call
     let tables = aws_sdk_dynamodb::Client::new(&aws)
