@@ -135,13 +135,13 @@ async fn main() {
         let mut intake_times = Vec::new();
         let mut direct_times = Vec::new();
         let cpu_before = cpu_times();
+        let period = rate.map(|r| Duration::from_secs(1) / u32::try_from(r).unwrap_or(1));
         // Each producer alternates the two, so both see the same emulator state and load.
         let mut tasks = tokio::task::JoinSet::new();
         for p in 0..producers {
             let (http, url, sns, topic) =
                 (http.clone(), url.clone(), bed.sns.clone(), topic.clone());
             // Paced producers start spread over one period, not all at once.
-            let period = rate.map(|r| Duration::from_secs(1) / u32::try_from(r).unwrap_or(1));
             let first = tokio::time::Instant::now()
                 + period.map_or(Duration::ZERO, |d| {
                     d * u32::try_from(p).unwrap_or(0) / u32::try_from(producers).unwrap_or(1)
