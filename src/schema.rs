@@ -12,7 +12,14 @@ use std::path::Path;
 /// The schemas of a directory, by event kind.
 #[derive(Debug, Default)]
 pub struct Schemas {
-    by_kind: BTreeMap<String, jsonschema::Validator>,
+    by_kind: BTreeMap<String, Schema>,
+}
+
+/// One kind's schema: the document as written, and its compiled validator.
+#[derive(Debug)]
+struct Schema {
+    document: serde_json::Value,
+    validator: jsonschema::Validator,
 }
 
 /// Why a schema directory could not be loaded.
@@ -106,7 +113,13 @@ impl Schemas {
                 serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
             let validator =
                 jsonschema::validator_for(&schema).map_err(|e| invalid(e.to_string()))?;
-            by_kind.insert((*kind).to_owned(), validator);
+            by_kind.insert(
+                (*kind).to_owned(),
+                Schema {
+                    document: schema,
+                    validator,
+                },
+            );
         }
         Ok(Self { by_kind })
     }
@@ -121,12 +134,18 @@ impl Schemas {
         self.by_kind.contains_key(kind)
     }
 
+    /// `kind`'s schema as written (for an API description), when it has one.
+    pub fn document(&self, kind: &str) -> Option<&serde_json::Value> {
+        self.by_kind.get(kind).map(|s| &s.document)
+    }
+
     /// Checks `payload` against `kind`'s schema: `None` when there is no schema for the kind,
     /// else every violation (empty when it is valid).
     pub fn check(&self, kind: &str, payload: &serde_json::Value) -> Option<Vec<Violation>> {
-        let validator = self.by_kind.get(kind)?;
+        let schema = self.by_kind.get(kind)?;
         Some(
-            validator
+            schema
+                .validator
                 .iter_errors(payload)
                 .map(|e| Violation {
                     path: e.instance_path().to_string(),

@@ -212,6 +212,7 @@ fn the_printed_environment_block_points_boto3_at_the_emulator() {
     };
     let posted = sh(&printed("or through the intake: "));
     let followed = sh(&printed("and follow it: "));
+    let described = sh(&printed("its API (OpenAPI 3.1): "));
     signal(child.id(), "TERM");
     let _ = child.wait();
     assert!(posted.starts_with("HTTP/1.1 202"), "{posted}");
@@ -219,6 +220,15 @@ fn the_printed_environment_block_points_boto3_at_the_emulator() {
     let task: serde_json::Value = serde_json::from_str(&followed).expect("the task's status");
     assert_eq!(task["task_id"], "o-1");
     assert_eq!(task["accepted"]["kind"], "order.placed");
+    let api: serde_json::Value = serde_json::from_str(&described).expect("the OpenAPI document");
+    let intake = printed("its API (OpenAPI 3.1): curl ")
+        .trim_end_matches("/openapi.json")
+        .to_owned();
+    assert_eq!(api["servers"][0]["url"], intake.as_str(), "{described}");
+    assert!(
+        api["paths"]["/events/order.placed"]["post"].is_object(),
+        "{described}"
+    );
 
     // THEN it lists the pipeline's queues from the emulator
     let stdout = String::from_utf8_lossy(&out.stdout);

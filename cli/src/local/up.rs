@@ -230,6 +230,7 @@ pub(super) async fn up(common: Common, template: Option<PathBuf>) -> anyhow::Res
             "or through the intake: curl -i -X POST {url}/events/order.placed -H 'content-type: application/json' -H 'idempotency-key: o-1' -d '{{\"order_id\":\"o-1\",\"amount_cents\":100}}'"
         );
         println!("  and follow it: curl {url}/tasks/o-1");
+        println!("  its API (OpenAPI 3.1): curl {url}/openapi.json");
     }
     println!("{}", environment_block(&pipeline.endpoint));
     let inbox = subscribe_inbox(&pipeline, &common.stack).await?;

@@ -29,6 +29,8 @@ use mailroom_ops::monitor::status::{Reply, error, percent_decode, task_reply};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+pub mod openapi;
+
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/schemas.rs"));
 }
@@ -185,17 +187,26 @@ impl Intake {
             ("GET", ["tasks", id]) if !id.is_empty() => {
                 task_reply(&self.ledger, &percent_decode(id)).await.into()
             }
-            (_, ["events", _]) | (_, ["tasks", _]) => fail(
+            ("GET", ["openapi.json"]) => Response {
+                status: 200,
+                headers: Vec::new(),
+                body: openapi::document(
+                    &self.schemas,
+                    &request.base_url,
+                    self.publisher.max_bytes(),
+                ),
+            },
+            (_, ["events", _]) | (_, ["tasks", _]) | (_, ["openapi.json"]) => fail(
                 405,
                 format!(
-                    "{} is not allowed here: POST /events/{{kind}}, GET /tasks/{{id}}",
+                    "{} is not allowed here: POST /events/{{kind}}, GET /tasks/{{id}}, GET /openapi.json",
                     request.method
                 ),
             ),
             _ => fail(
                 404,
                 format!(
-                    "no route for {}; try POST /events/{{kind}} or GET /tasks/{{id}}",
+                    "no route for {}; try POST /events/{{kind}}, GET /tasks/{{id}} or GET /openapi.json",
                     request.path
                 ),
             ),

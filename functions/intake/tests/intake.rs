@@ -431,3 +431,142 @@ async fn the_202s_retry_after_is_the_age_of_the_consumers_backlog() {
         .await;
     assert_eq!(header(&fresh, "retry-after"), Some("1"));
 }
+
+/// A validator for one of the OpenAPI document's component schemas.
+fn component(doc: &Value, name: &str) -> jsonschema::Validator {
+    jsonschema::validator_for(&doc["components"]["schemas"][name])
+        .unwrap_or_else(|e| panic!("component {name} is a schema: {e}"))
+}
+
+fn assert_valid(validator: &jsonschema::Validator, instance: &Value, what: &str) {
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what} {instance} breaks its documented schema: {errors:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_valid_and_describes_what_the_intake_answers() {
+    // GIVEN an intake on the emulator
+    let b = bed().await;
+    let intake = b.intake();
+
+    // WHEN a client asks for its description
+    let answer = intake.handle(&get("/openapi.json")).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let doc = answer.body;
+
+    // THEN an OpenAPI validator independent of ours (openapi-spec-validator) accepts it
+    let file = std::env::temp_dir().join(format!("{}.json", unique("openapi")));
+    std::fs::write(&file, doc.to_string()).expect("written");
+    let python = mailroom_local::Moto::venv(mailroom_local::workspace_root())
+        .join("bin")
+        .join("python");
+    let out = std::process::Command::new(python)
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&file)
+        .output()
+        .expect("the venv's python (scripts/setup.sh)");
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["servers"][0]["url"], "https://intake.example");
+
+    // AND every schema in schemas/, read from disk, is a kind's request body as written
+    let dir = mailroom_local::workspace_root().join("schemas");
+    let mut kinds = 0;
+    for entry in std::fs::read_dir(&dir).expect("schemas/") {
+        let path = entry.expect("entry").path();
+        let kind = path.file_stem().and_then(|s| s.to_str()).expect("name");
+        let on_disk: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        assert_eq!(doc["components"]["schemas"][kind], on_disk, "{kind}");
+        let body = &doc["paths"][format!("/events/{kind}")]["post"]["requestBody"];
+        assert_eq!(
+            body["content"]["application/json"]["schema"]["$ref"],
+            format!("#/components/schemas/{kind}")
+        );
+        kinds += 1;
+    }
+    assert!(kinds > 0);
+
+    // AND the intake's real answers match the schemas the document gives them
+    let accepted = intake
+        .handle(&post(
+            "order.placed",
+            ORDER,
+            &[("idempotency-key", "api-1")],
+        ))
+        .await;
+    assert_eq!(accepted.status, 202);
+    assert_valid(&component(&doc, "Accepted"), &accepted.body, "the 202");
+    let invalid = intake
+        .handle(&post("order.placed", r#"{"order_id":""}"#, &[]))
+        .await;
+    assert_eq!(invalid.status, 400);
+    assert_valid(
+        &component(&doc, "ValidationError"),
+        &invalid.body,
+        "the 400",
+    );
+    let conflict = intake
+        .handle(&post(
+            "order.placed",
+            r#"{"order_id":"o-2","amount_cents":1}"#,
+            &[("idempotency-key", "api-1")],
+        ))
+        .await;
+    assert_eq!(conflict.status, 409);
+    assert_valid(&component(&doc, "Error"), &conflict.body, "the 409");
+    let status = component(&doc, "TaskStatus");
+    let known = intake.handle(&get("/tasks/api-1")).await;
+    assert_eq!(known.status, 200);
+    assert_valid(&status, &known.body, "a task's status");
+    let unknown = intake.handle(&get("/tasks/never-seen")).await;
+    assert_eq!(unknown.status, 404);
+    assert_valid(&status, &unknown.body, "an unknown task");
+
+    // AND the documented pattern of an Idempotency-Key agrees with what the intake takes
+    let pattern = jsonschema::validator_for(
+        &doc["paths"]["/events/order.placed"]["post"]["parameters"][0]["schema"],
+    )
+    .expect("a schema");
+    let long = "k".repeat(200);
+    let too_long = "k".repeat(201);
+    let keys = [
+        "plain-1",
+        "a/b",
+        "a:b",
+        "a#b",
+        "a%b",
+        "a b",
+        "!\"$&'()*+,-.;<=>?@[\\]^_`{|}~",
+        &long,
+        &too_long,
+    ];
+    for (i, key) in keys.iter().enumerate() {
+        let answer = intake
+            .handle(&post(
+                "order.placed",
+                &format!(r#"{{"order_id":"p-{i}","amount_cents":1}}"#),
+                &[("idempotency-key", key)],
+            ))
+            .await;
+        assert_eq!(
+            pattern.is_valid(&json!(key)),
+            answer.status == 202,
+            "key {key:?}: the intake answered {} {}",
+            answer.status,
+            answer.body
+        );
+    }
+}
