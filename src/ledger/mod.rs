@@ -264,6 +264,11 @@ impl Ledger {
         self
     }
 
+    /// How long items live after their last write (so how long the intake remembers a key).
+    pub fn retention(&self) -> Duration {
+        self.retention
+    }
+
     /// The table's name.
     pub fn table(&self) -> &str {
         &self.table

@@ -194,6 +194,7 @@ impl Intake {
                     &self.schemas,
                     &request.base_url,
                     self.publisher.max_bytes(),
+                    self.ledger.retention().as_secs() / 86_400,
                 ),
             },
             (_, ["events", _]) | (_, ["tasks", _]) | (_, ["openapi.json"]) => fail(

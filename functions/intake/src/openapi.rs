@@ -14,8 +14,8 @@ use serde_json::{Map, Value, json};
 const TOKEN_PATTERN: &str = r#"^[!"$&-.0-9;-~]{1,200}$"#;
 
 /// The OpenAPI document of an intake serving `schemas` at `base_url`, refusing bodies over
-/// `max_bytes`.
-pub fn document(schemas: &Schemas, base_url: &str, max_bytes: usize) -> Value {
+/// `max_bytes`, remembering an idempotency key for `key_days` after its task's last write.
+pub fn document(schemas: &Schemas, base_url: &str, max_bytes: usize, key_days: u64) -> Value {
     let mut paths = Map::new();
     let mut components = Map::new();
     for kind in schemas.kinds() {
@@ -26,7 +26,7 @@ pub fn document(schemas: &Schemas, base_url: &str, max_bytes: usize) -> Value {
         components.insert(name.clone(), schema.clone());
         paths.insert(
             format!("/events/{kind}"),
-            post_event(kind, &name, max_bytes),
+            post_event(kind, &name, max_bytes, key_days),
         );
     }
     components.insert("Accepted".into(), accepted_schema());
@@ -98,7 +98,7 @@ fn component_name(kind: &str) -> String {
         .collect()
 }
 
-fn post_event(kind: &str, component: &str, max_bytes: usize) -> Value {
+fn post_event(kind: &str, component: &str, max_bytes: usize, key_days: u64) -> Value {
     let error = "#/components/schemas/Error";
     let retry_after = json!({
         "Retry-After": { "description": "Seconds to wait", "schema": { "type": "integer", "minimum": 1 } }
@@ -118,7 +118,7 @@ fn post_event(kind: &str, component: &str, max_bytes: usize) -> Value {
             "operationId": format!("post{operation_id}"),
             "summary": format!("Hand over a `{kind}` event"),
             "parameters": [
-                header("Idempotency-Key", "The producer's key: the task id (with the tenant, `tenant:key`). The same key with the same body is the same task; with another body, 409. Without one, every request is a new task.", &json!({ "type": "string", "pattern": TOKEN_PATTERN })),
+                header("Idempotency-Key", &format!("The producer's key: the task id (with the tenant, `tenant:key`). The same key with the same body is the same task; with another body, 409. Remembered for {key_days} days after the task's last write, so unique for at least that long. Without one, every request is a new task."), &json!({ "type": "string", "pattern": TOKEN_PATTERN })),
                 header("Mailroom-Tenant", "The tenant the event belongs to (fair queues, filter policies).", &json!({ "type": "string", "pattern": TOKEN_PATTERN })),
                 header("Mailroom-Callback-Url", "Where one signed completion callback goes (Standard Webhooks) when every consumer has succeeded, or one has dead-lettered or parked it.", &json!({ "type": "string", "format": "uri" })),
                 header("traceparent", "W3C trace context, carried to the consumers.", &json!({ "type": "string" }))

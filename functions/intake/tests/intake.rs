@@ -535,11 +535,18 @@ async fn the_openapi_document_is_valid_and_describes_what_the_intake_answers() {
     assert_eq!(unknown.status, 404);
     assert_valid(&status, &unknown.body, "an unknown task");
 
-    // AND the documented pattern of an Idempotency-Key agrees with what the intake takes
-    let pattern = jsonschema::validator_for(
-        &doc["paths"]["/events/order.placed"]["post"]["parameters"][0]["schema"],
-    )
-    .expect("a schema");
+    // AND the documented Idempotency-Key says how long the ledger keeps it, and its pattern
+    // agrees with what the intake takes
+    let key = &doc["paths"]["/events/order.placed"]["post"]["parameters"][0];
+    assert_eq!(key["name"], "Idempotency-Key");
+    let days = b.ledger.retention().as_secs() / 86_400;
+    assert!(
+        key["description"]
+            .as_str()
+            .is_some_and(|d| d.contains(&format!("Remembered for {days} days"))),
+        "{key}"
+    );
+    let pattern = jsonschema::validator_for(&key["schema"]).expect("a schema");
     let long = "k".repeat(200);
     let too_long = "k".repeat(201);
     let keys = [
