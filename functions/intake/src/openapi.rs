@@ -85,9 +85,11 @@ pub fn document(schemas: &Schemas, base_url: &str, max_bytes: usize, key_days: u
     })
 }
 
-/// OpenAPI component names are `[a-zA-Z0-9._-]+`; a kind with other characters is renamed.
+/// A kind's component: `event.<kind>`, apart from the answers' names whatever the kind is
+/// called. OpenAPI component names are `[a-zA-Z0-9._-]+`; other characters become `_`.
 fn component_name(kind: &str) -> String {
-    kind.chars()
+    let name: String = kind
+        .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
                 c
@@ -95,7 +97,8 @@ fn component_name(kind: &str) -> String {
                 '_'
             }
         })
-        .collect()
+        .collect();
+    format!("event.{name}")
 }
 
 fn post_event(kind: &str, component: &str, max_bytes: usize, key_days: u64) -> Value {
